@@ -1,0 +1,118 @@
+"""A node of a running lab: its name and address, commands over its transport, its daemons.
+
+Every provider hands back the same ``Node``; nothing above this layer knows whether the
+node is a set of namespaces, a VM or a real machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.errors import CommandError
+from lab.services import ServiceManager
+from lab.topology import Node as NodeSpec
+from lab.topology import Role
+from lab.transport import Result, Transport
+
+if TYPE_CHECKING:
+    import testinfra.host
+
+
+def quote_command(command: str, *args: object) -> str:
+    """`command % args` with every argument shell-quoted: the one place quoting happens."""
+    if not args:
+        return command
+    return command % tuple(shlex.quote(str(a)) for a in args)
+
+
+class Node:
+    def __init__(self, spec: NodeSpec, transport: Transport, services: ServiceManager | None,
+                 ssh_config: Path | None) -> None:
+        self.spec = spec
+        self.transport = transport
+        self._services = services
+        self._ssh_config = ssh_config
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} {self.address}>"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def address(self) -> str:
+        return str(self.spec.address)
+
+    @property
+    def roles(self) -> list[Role]:
+        return list(self.spec.roles)
+
+    def has(self, role: Role) -> bool:
+        return role in self.spec.roles
+
+    @property
+    def services(self) -> ServiceManager:
+        if self._services is None:
+            raise NotImplementedError(f"{self.name} runs no managed daemons")
+        return self._services
+
+    # -- commands: run() never raises on exit codes, check_output() does ---------------------
+    def run(self, command: str, *args: object, timeout: float | None = 60) -> Result:
+        return self.transport.run(quote_command(command, *args), timeout=timeout)
+
+    def run_expect(self, codes: Iterable[int], command: str, *args: object) -> Result:
+        __tracebackhide__ = True
+        r = self.run(command, *args)
+        if r.rc not in set(codes):
+            raise CommandError(self.name, r.command, r.rc, r.stdout, r.stderr)
+        return r
+
+    def check_output(self, command: str, *args: object) -> str:
+        __tracebackhide__ = True
+        return self.run_expect([0], command, *args).stdout.rstrip("\n")
+
+    # -- files --------------------------------------------------------------------------------
+    def put(self, path: str, data: str | bytes, mode: int = 0o644) -> bool:
+        """Write a file if its content or mode differs; True when something changed."""
+        raw = data.encode() if isinstance(data, str) else data
+        want = hashlib.sha256(raw).hexdigest()
+        r = self.run("sha256sum %s 2>/dev/null && stat -c %%a %s", path, path)
+        have = r.stdout.split()
+        if r.ok and len(have) >= 3 and have[0] == want and int(have[2], 8) == mode:
+            return False
+        self.transport.put(path, raw, mode)
+        return True
+
+    def read(self, path: str) -> str | None:
+        r = self.run("cat %s", path)
+        return r.stdout if r.ok else None
+
+    def interface_addresses(self, interface: str) -> list[str]:
+        out = self.run("ip -o -4 addr show dev %s", interface).stdout
+        return [line.split()[3].split("/")[0] for line in out.splitlines() if " inet " in line]
+
+    def mac(self, interface: str) -> str:
+        return self.check_output("cat /sys/class/net/%s/address", interface).strip()
+
+    # -- testinfra -------------------------------------------------------------------------
+    @cached_property
+    def host(self) -> testinfra.host.Host:
+        """This node as a pytest-testinfra host, over the same SSH path as everything else."""
+        import testinfra
+
+        if self._ssh_config is None:
+            raise NotImplementedError(f"{self.name} is not reached over SSH")
+        return testinfra.get_host(f"paramiko://{self.name}?ssh_config={self._ssh_config}")
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address,
+                "roles": [r.value for r in self.roles]}

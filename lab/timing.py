@@ -1,0 +1,129 @@
+"""Failover bounds derived from the deployed keepalived and HAProxy settings.
+
+Tests never hard-code a number of seconds: they ask this module what the lab's own
+configuration promises (RFC 3768 / RFC 5798 timers, keepalived's tracking, HAProxy's
+check counters) and add ``MARGIN_S`` for scheduling noise on a loaded machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.topology import Node, Topology
+
+# Scheduling, gratuitous ARP and probe granularity on a 2-core machine running the whole
+# lab: measured outages sit 0.0-0.5 s above the protocol's figure.
+MARGIN_S = 1.5
+
+
+def skew_time(priority: int, advert_int: float, vrrp_version: int) -> float:
+    """VRRPv2: (256 - prio) / 256 s; VRRPv3 scales it by the advertisement interval."""
+    skew = (256 - priority) / 256
+    return skew * advert_int if vrrp_version == 3 else skew
+
+
+def master_down_interval(priority: int, advert_int: float, vrrp_version: int) -> float:
+    """How long a backup waits without adverts before it takes the VIP."""
+    return 3 * advert_int + skew_time(priority, advert_int, vrrp_version)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A promise the configuration makes: ``seconds`` is the protocol's figure."""
+
+    seconds: float
+    why: str
+
+    @property
+    def with_margin(self) -> float:
+        return self.seconds + MARGIN_S
+
+    def __str__(self) -> str:
+        return f"{self.with_margin:.2f} s ({self.why} = {self.seconds:.2f} s, + {MARGIN_S} s)"
+
+
+def _effective_priority(lb: Node, topo: Topology, check_ok: bool) -> int:
+    assert lb.vrrp is not None
+    w = topo.keepalived.check.weight
+    p = lb.vrrp.priority
+    if w > 0 and check_ok:
+        return min(p + w, 254)
+    if w < 0 and not check_ok:
+        return max(p + w, 1)
+    return p
+
+
+def haproxy_crash_fails_over(topo: Topology) -> bool:
+    """Does the master's vrrp_script failure hand the VIP to the best backup?"""
+    k = topo.keepalived
+    if k.check.weight == 0:
+        return True  # weight 0: a failed check puts the instance in FAULT
+    master = _effective_priority(topo.master_lb, topo, check_ok=False)
+    return any(_effective_priority(b, topo, check_ok=True) > master for b in topo.backup_lbs)
+
+
+def _best_backup(topo: Topology) -> Node:
+    return max(topo.backup_lbs, key=lambda b: b.vrrp.priority if b.vrrp else 0)
+
+
+def haproxy_crash(topo: Topology) -> Bound:
+    """HAProxy dies on the master: the check notices, then the backup takes over."""
+    k = topo.keepalived
+    detect = k.check.interval * k.check.fall
+    backup = _best_backup(topo)
+    prio = _effective_priority(backup, topo, check_ok=True)
+    if k.check.weight == 0:
+        # FAULT sends a priority-0 advert: the backup waits only its skew time.
+        takeover = skew_time(prio, k.advert_int, k.vrrp_version)
+        how = "skew after priority-0 advert"
+    else:
+        # The master goes on advertising a lower priority; a preempting backup ignores those
+        # adverts and takes over when its master-down timer runs out.
+        takeover = master_down_interval(prio, k.advert_int, k.vrrp_version)
+        how = "master-down interval"
+    return Bound(detect + takeover, f"check interval {k.check.interval} s x fall {k.check.fall}"
+                 f" + {how} {takeover:.2f} s")
+
+
+def keepalived_stop(topo: Topology) -> Bound:
+    """keepalived stopped gracefully on the master: priority-0 advert, backup waits its skew."""
+    k = topo.keepalived
+    backup = _best_backup(topo)
+    prio = _effective_priority(backup, topo, check_ok=True)
+    s = skew_time(prio, k.advert_int, k.vrrp_version)
+    # keepalived sends its priority-0 advert as it shuts down; allow one advert for delivery.
+    return Bound(s + k.advert_int, f"skew time {s:.2f} s + one advert_int")
+
+
+def node_crash(topo: Topology) -> Bound:
+    """The master vanishes (power or link): the backup's master-down timer runs out."""
+    k = topo.keepalived
+    backup = _best_backup(topo)
+    prio = _effective_priority(backup, topo, check_ok=True)
+    m = master_down_interval(prio, k.advert_int, k.vrrp_version)
+    return Bound(m, f"master-down interval 3 x {k.advert_int} s + skew")
+
+
+def preempt_back(topo: Topology) -> Bound:
+    """HAProxy returns on the master: once its check passes it outranks the holder; being a
+    backup, it ignores the holder's lower-priority adverts until its master-down timer ends."""
+    k = topo.keepalived
+    detect = k.check.interval * k.check.rise
+    prio = _effective_priority(topo.master_lb, topo, check_ok=True)
+    m = master_down_interval(prio, k.advert_int, k.vrrp_version)
+    return Bound(detect + m, f"check interval {k.check.interval} s x rise {k.check.rise}"
+                 f" + master-down interval {m:.2f} s")
+
+
+def backend_down(topo: Topology) -> Bound:
+    """A master's listener dies: HAProxy marks it DOWN after `fall` failed checks."""
+    c = topo.haproxy.check
+    return Bound(c.inter_ms * (c.fall + 1) / 1000,
+                 f"inter {c.inter_ms} ms x (fall {c.fall} + the check in flight)")
+
+
+def backend_up(topo: Topology) -> Bound:
+    """A master's listener returns: HAProxy marks it UP after `rise` good checks."""
+    c = topo.haproxy.check
+    return Bound(c.inter_ms * (c.rise + 1) / 1000,
+                 f"inter {c.inter_ms} ms x (rise {c.rise} + the check in flight)")
