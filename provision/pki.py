@@ -1,0 +1,108 @@
+"""The lab's certificate authority and the serving certificates of the masters.
+
+Made once per lab in the state folder (like kubeadm's /etc/kubernetes/pki) and reused,
+so re-provisioning changes nothing. The API server certificate carries the SANs kubeadm
+gives it: the VIP (the control-plane endpoint), the node's address and name, and the
+`kubernetes` service names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from lab.topology import Node, Topology
+
+API_SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                     "kubernetes.default.svc.cluster.local")
+VALIDITY = dt.timedelta(days=365)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _load_or_make_ca(d: Path, lab: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key_p, crt_p = d / "ca.key", d / "ca.crt"
+    if key_p.exists() and crt_p.exists():
+        key = serialization.load_pem_private_key(key_p.read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return key, x509.load_pem_x509_certificate(crt_p.read_bytes())
+    d.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"halab-{lab} lab CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY * 10)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
+                                         crl_sign=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_p.write_bytes(_pem_key(key))
+    key_p.chmod(0o600)
+    crt_p.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert
+
+
+def _issue(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, cn: str,
+           dns: list[str], ips: list[str]) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+
+class LabPki:
+    """Certificates on disk in ``directory``; each is made once and then read back."""
+
+    def __init__(self, directory: Path, topo: Topology) -> None:
+        self.dir, self.topo = directory, topo
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.dir / "ca.crt"
+
+    def _pair(self, stem: str, cn: str, dns: list[str], ips: list[str]) -> tuple[bytes, bytes]:
+        crt, key = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
+        if not (crt.exists() and key.exists()):
+            ca_key, ca = _load_or_make_ca(self.dir, self.topo.name)
+            c, k = _issue(ca_key, ca, cn, dns, ips)
+            crt.write_bytes(c)
+            key.write_bytes(k)
+            key.chmod(0o600)
+        return crt.read_bytes(), key.read_bytes()
+
+    def ca(self) -> bytes:
+        _load_or_make_ca(self.dir, self.topo.name)
+        return self.ca_cert.read_bytes()
+
+    def apiserver(self, node: Node) -> tuple[bytes, bytes]:
+        return self._pair(f"{node.name}-apiserver", "kube-apiserver",
+                          [node.name, *API_SERVICE_NAMES],
+                          [str(self.topo.vip), str(node.address)])
+
+    def ingress(self, node: Node) -> tuple[bytes, bytes]:
+        return self._pair(f"{node.name}-ingress", f"ingress {node.name}",
+                          [node.name], [str(self.topo.vip), str(node.address)])

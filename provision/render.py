@@ -1,0 +1,77 @@
+"""Configuration files rendered from the topology: pure functions of lab.yaml.
+
+Rendering touches no node, so the same text goes to every provider and can be compared
+(golden files, embedded vs VM lab) without a lab.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from lab.topology import Node, Topology
+
+TEMPLATES = Path(__file__).with_name("templates")
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+HAPROXY_STATS_SOCKET = "/run/haproxy/admin.sock"
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+APISERVER_CONF = "/etc/halab/kube-apiserver/nginx.conf"
+INGRESS_CONF = "/etc/halab/ingress/nginx.conf"
+PKI_DIR = "/etc/kubernetes/pki"
+# HAProxy's own check defaults: a plain `check` means these.
+HAPROXY_CHECK_DEFAULTS = (2000, 3, 2)
+# What the stand-in's /version says: the kubeadm HA guide's era of Kubernetes.
+STANDIN_VERSION = {"major": "1", "minor": "30", "git": "v1.30.0-halab-standin"}
+
+
+def ingress_server_name(node_name: str) -> str:
+    """k8s-master-01 -> k8s-nginx-ingress-01, as the guide names its ingress servers."""
+    if node_name.startswith("k8s-master-"):
+        return "k8s-nginx-ingress-" + node_name.removeprefix("k8s-master-")
+    return f"{node_name}-ingress"
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    env.filters["ingress_server"] = ingress_server_name
+    return env
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def haproxy_cfg(topo: Topology) -> str:
+    c = topo.haproxy.check
+    check = f"check fall {c.fall} rise {c.rise}"
+    if c.inter_ms != HAPROXY_CHECK_DEFAULTS[0]:
+        check += f" inter {c.inter_ms}"
+    plain_extra = ""
+    if (c.inter_ms, c.fall, c.rise) != HAPROXY_CHECK_DEFAULTS:
+        plain_extra = " " + check.removeprefix("check ")
+    return _env().get_template("haproxy.cfg.j2").render(
+        haproxy=topo.haproxy, ingresses=topo.ingresses, control_planes=topo.control_planes,
+        check=check, plain_check_extra=plain_extra, stats_socket=HAPROXY_STATS_SOCKET)
+
+
+def keepalived_conf(topo: Topology, node: Node) -> str:
+    if node.vrrp is None:
+        raise ValueError(f"{node.name} is not a load balancer")
+    peers = [lb for lb in topo.load_balancers if lb.name != node.name]
+    return _env().get_template("keepalived.conf.j2").render(
+        node=node, k=topo.keepalived, advert_int=_number(topo.keepalived.advert_int),
+        interface=topo.network.interface, peers=peers, vip=topo.vip)
+
+
+def apiserver_conf(topo: Topology, node: Node) -> str:
+    return _env().get_template("kube-apiserver-standin.conf.j2").render(
+        node=node, port=6443, pki_dir=PKI_DIR, pidfile="/run/halab/kube-apiserver-nginx.pid",
+        version=STANDIN_VERSION)
+
+
+def ingress_conf(topo: Topology, node: Node) -> str:
+    return _env().get_template("ingress-standin.conf.j2").render(
+        node=node, pki_dir=PKI_DIR, pidfile="/run/halab/ingress-nginx.pid")

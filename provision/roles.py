@@ -1,0 +1,140 @@
+"""Roles: what each kind of node gets (files, a validation, daemons), applied over Fabric.
+
+Applying is idempotent: a file is written only when its content differs, a config is
+validated on the node before its daemon is (re)started, and a daemon is restarted only
+when one of its files changed. A second provision changes nothing and restarts nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lab.errors import HalabError
+from lab.node import Node
+from lab.services import Unit
+from lab.topology import Role, Topology
+from provision import render
+from provision.pki import LabPki
+
+# Debian's daemons, run in the foreground so that any service manager can watch them.
+HAPROXY = Unit("haproxy", ("/usr/sbin/haproxy", "-db", "-f", render.HAPROXY_CFG),
+               "HAProxy load balancer", ("/run/haproxy",))
+KEEPALIVED = Unit("keepalived", (
+    "/usr/sbin/keepalived", "--dont-fork", "--log-console", "--log-detail",
+    "-f", render.KEEPALIVED_CONF, "-p", "/run/keepalived.pid", "-r", "/run/vrrp.pid",
+    "-c", "/run/checkers.pid"), "keepalived VRRP daemon")
+APISERVER = Unit("kube-apiserver", ("/usr/sbin/nginx", "-c", render.APISERVER_CONF,
+                                    "-g", "daemon off;"),
+                 "kube-apiserver stand-in (nginx)")
+INGRESS = Unit("ingress", ("/usr/sbin/nginx", "-c", render.INGRESS_CONF, "-g", "daemon off;"),
+               "ingress controller stand-in (nginx)")
+
+# What the roles need installed on a node, as (executable, Debian package).
+PACKAGES = {
+    Role.LOADBALANCER: [("/usr/sbin/haproxy", "haproxy"), ("/usr/sbin/keepalived", "keepalived"),
+                        ("/usr/bin/killall", "psmisc")],
+    Role.CONTROL_PLANE: [("/usr/sbin/nginx", "nginx-light")],
+    Role.INGRESS: [("/usr/sbin/nginx", "nginx-light")],
+    Role.CLIENT: [],
+}
+
+
+@dataclass(frozen=True)
+class File:
+    path: str
+    content: str | bytes
+    mode: int = 0o644
+
+
+@dataclass
+class Service:
+    """A daemon of a role, with its files and the command that validates them."""
+
+    unit: Unit
+    files: list[File]
+    validate: str | None = None
+
+
+@dataclass
+class Change:
+    node: str
+    changed_files: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changed_files or self.restarted or self.started)
+
+
+def loadbalancer(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
+    return [
+        Service(HAPROXY, [File(render.HAPROXY_CFG, render.haproxy_cfg(topo))],
+                f"haproxy -c -q -f {render.HAPROXY_CFG}"),
+        Service(KEEPALIVED, [File(render.KEEPALIVED_CONF,
+                                  render.keepalived_conf(topo, node.spec))],
+                f"keepalived -t -f {render.KEEPALIVED_CONF}"),
+    ]
+
+
+def control_plane(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
+    crt, key = pki.apiserver(node.spec)
+    return [Service(APISERVER, [
+        File(f"{render.PKI_DIR}/ca.crt", pki.ca()),
+        File(f"{render.PKI_DIR}/apiserver.crt", crt),
+        File(f"{render.PKI_DIR}/apiserver.key", key, 0o600),
+        File(render.APISERVER_CONF, render.apiserver_conf(topo, node.spec)),
+    ], f"nginx -t -q -c {render.APISERVER_CONF}")]
+
+
+def ingress(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
+    crt, key = pki.ingress(node.spec)
+    return [Service(INGRESS, [
+        File(f"{render.PKI_DIR}/ingress.crt", crt),
+        File(f"{render.PKI_DIR}/ingress.key", key, 0o600),
+        File(render.INGRESS_CONF, render.ingress_conf(topo, node.spec)),
+    ], f"nginx -t -q -c {render.INGRESS_CONF}")]
+
+
+ROLES: dict[Role, Callable[[Topology, Node, LabPki], list[Service]]] = {
+    # Order matters: HAProxy must listen before keepalived's check can pass.
+    Role.CONTROL_PLANE: control_plane,
+    Role.INGRESS: ingress,
+    Role.LOADBALANCER: loadbalancer,
+}
+
+
+def services_for(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
+    out: list[Service] = []
+    for role, make in ROLES.items():
+        if node.has(role):
+            out += make(topo, node, pki)
+    return out
+
+
+def apply(topo: Topology, node: Node, pki: LabPki) -> Change:
+    """Bring one node to its roles' desired state."""
+    change = Change(node.name)
+    for svc in services_for(topo, node, pki):
+        touched = False
+        for f in svc.files:
+            if node.put(f.path, f.content, f.mode):
+                change.changed_files.append(f.path)
+                touched = True
+        if node.services.install(svc.unit):
+            touched = True
+        if svc.validate:
+            r = node.run(svc.validate)
+            if not r.ok:
+                raise HalabError(
+                    f"{node.name}: {svc.unit.name}'s configuration is invalid; `{svc.validate}` "
+                    f"said:\n{(r.stderr or r.stdout).strip()}\nThe daemon was left as it was. "
+                    "Fix the setting in lab.yaml (or the template) and provision again.")
+        if not node.services.status(svc.unit.name).active:
+            node.services.start(svc.unit.name)
+            change.started.append(svc.unit.name)
+        elif touched:
+            node.services.restart(svc.unit.name)
+            change.restarted.append(svc.unit.name)
+    return change
