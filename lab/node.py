@@ -57,6 +57,11 @@ class Node:
         return role in self.spec.roles
 
     @property
+    def managed(self) -> bool:
+        """Does this node run daemons halab manages (every node but the client)?"""
+        return self._services is not None
+
+    @property
     def services(self) -> ServiceManager:
         if self._services is None:
             raise NotImplementedError(f"{self.name} runs no managed daemons")

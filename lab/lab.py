@@ -1,0 +1,126 @@
+"""A lab: its topology, the provider that realises it, and its nodes.
+
+``Lab`` is what the CLI, the pytest plugin and the chaos runner hold. It brings a lab up
+(provider, then provisioning) and hands out Nodes and the client-side Prober.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+from lab import topology
+from lab.errors import HalabError, LabStateError
+from lab.node import Node
+from lab.probes import Prober
+from lab.providers.base import Provider
+from lab.state import LabState
+from lab.topology import Role, Topology
+
+PROVIDERS = ("netns", "vagrant", "hosts")
+
+
+def provider_class(name: str) -> type[Provider]:
+    if name == "netns":
+        from lab.providers.netns import NetnsProvider
+
+        return NetnsProvider
+    if name in PROVIDERS:
+        raise HalabError(f"the {name} provider is not available in this version of halab; "
+                         "use `--provider netns` (the embedded lab)")
+    raise HalabError(f"unknown provider '{name}'; choose one of {', '.join(PROVIDERS)}")
+
+
+class Lab:
+    def __init__(self, topo: Topology, root: Path, provider: str | None = None) -> None:
+        self.topo = topo
+        self.state = LabState(root, topo.name)
+        recorded = self.state.read().get("provider")
+        name = provider or recorded or topo.provider
+        if recorded and provider and recorded != provider and self.state.read().get(
+                "phase") == "up":
+            raise LabStateError(f"lab '{topo.name}' is up with the {recorded} provider, not "
+                                f"{provider}; `halab down` first, or drop --provider")
+        self.provider: Provider = provider_class(name)(topo, self.state)
+        self._nodes: dict[str, Node] = {}
+
+    @classmethod
+    def open(cls, lab_file: str | Path = topology.DEFAULT_LAB_FILE,
+             provider: str | None = None) -> Lab:
+        path = Path(lab_file)
+        return cls(topology.load(path), path.resolve().parent, provider)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def up(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        import provision
+
+        self.provider.check()
+        provision.check(self.topo)
+        self.provider.up(progress)
+        try:
+            self.provision(progress)
+        except BaseException:
+            self.close()
+            self.provider.down()
+            raise
+
+    def provision(self, progress: Callable[[str], None] = lambda _: None) -> list:
+        import provision
+
+        return provision.provision(self.topo, self.state, self.nodes.values(), progress)
+
+    def down(self) -> None:
+        self.close()
+        self.provider.down()
+
+    def is_up(self) -> bool:
+        return self.provider.is_up()
+
+    def require_up(self) -> None:
+        if not self.is_up():
+            raise LabStateError(f"lab '{self.topo.name}' is not up; run `halab up` "
+                                "(or `make lab-up`) first")
+
+    # -- nodes -------------------------------------------------------------------------------
+    def node(self, name: str) -> Node:
+        if name not in self._nodes:
+            try:
+                self.topo.node(name)
+            except KeyError:
+                raise HalabError(f"no node '{name}' in lab '{self.topo.name}'; nodes: "
+                                 + ", ".join(n.name for n in self.topo.nodes)) from None
+            self._nodes[name] = self.provider.node(name)
+        return self._nodes[name]
+
+    @property
+    def nodes(self) -> dict[str, Node]:
+        return {n.name: self.node(n.name) for n in self.topo.nodes}
+
+    def with_role(self, role: Role) -> list[Node]:
+        return [self.node(n.name) for n in self.topo.nodes_with(role)]
+
+    @property
+    def load_balancers(self) -> list[Node]:
+        return self.with_role(Role.LOADBALANCER)
+
+    @property
+    def masters(self) -> list[Node]:
+        return self.with_role(Role.CONTROL_PLANE)
+
+    @property
+    def client(self) -> Node:
+        return self.node(self.topo.client.name)
+
+    @property
+    def vip(self) -> str:
+        return str(self.topo.vip)
+
+    @cached_property
+    def prober(self) -> Prober:
+        return Prober(self.provider.client_netns(), self.vip, self.state.pki / "ca.crt")
+
+    def close(self) -> None:
+        for n in self._nodes.values():
+            n.close()
+        self._nodes.clear()

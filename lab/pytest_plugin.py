@@ -1,0 +1,119 @@
+"""The pytest side of halab: options, the `lab` fixture and friends, outage reporting.
+
+A thin layer over ``lab.Lab``: everything here also works without pytest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import faults
+from lab.errors import HalabError
+from lab.lab import PROVIDERS, Lab
+from lab.probes import Prober
+
+# Measured outages, printed at the end of the run (and kept as user properties).
+_MEASURED: list[tuple[str, str, float, str]] = []
+# How long a lab may take to settle after `up` or after a test's clean-up.
+SETTLE_S = 30.0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("halab")
+    g.addoption("--lab-file", default="lab.yaml", help="the lab file (default: lab.yaml)")
+    g.addoption("--lab-provider", default=None, choices=PROVIDERS,
+                help="realise the lab with this provider (default: lab.yaml's, or netns)")
+    g.addoption("--keep-lab", action="store_true",
+                help="leave a lab this run brought up running at the end")
+
+
+def _fail(e: HalabError) -> None:
+    pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The running lab: the one `halab up` made, or one brought up (and down) for this run."""
+    cfg = request.config
+    made = False
+    try:
+        the_lab = Lab.open(Path(cfg.getoption("--lab-file")), cfg.getoption("--lab-provider"))
+        if not the_lab.is_up():
+            the_lab.up()
+            made = True
+        else:
+            faults.restore(the_lab)
+        faults.wait_steady(the_lab, SETTLE_S)
+    except HalabError as e:
+        _fail(e)
+    try:
+        yield the_lab
+    finally:
+        the_lab.prober.close()
+        if made and not cfg.getoption("--keep-lab"):
+            the_lab.down()
+        else:
+            the_lab.close()
+
+
+@pytest.fixture
+def steady(lab: Lab) -> Iterator[Lab]:
+    """For disruptive tests: the lab is steady before the test, and made steady after it."""
+    try:
+        faults.wait_steady(lab, SETTLE_S)
+    except HalabError as e:
+        _fail(e)
+    yield lab
+    faults.restore(lab)
+    faults.wait_steady(lab, SETTLE_S)
+
+
+@pytest.fixture
+def probe(lab: Lab) -> Prober:
+    """TCP/TLS/HTTP through the VIP from the client; `.continuous()` every 50 ms."""
+    return lab.prober
+
+
+@pytest.fixture(scope="session")
+def hosts(lab: Lab) -> dict:
+    """Every managed node as a pytest-testinfra host, by node name."""
+    return {name: node.host for name, node in lab.nodes.items() if node.managed}
+
+
+@pytest.fixture
+def report_outage(request: pytest.FixtureRequest):  # noqa: ANN201
+    """report_outage(label, seconds, bound_text): shown in the run's summary."""
+
+    def record(label: str, seconds: float, bound: str = "") -> None:
+        request.node.user_properties.append((f"outage:{label}", round(seconds, 3)))
+        _MEASURED.append((request.node.nodeid, label, seconds, bound))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+    if not _MEASURED:
+        return
+    tr = terminalreporter
+    tr.section("halab: measured client outages")
+    for nodeid, label, seconds, bound in _MEASURED:
+        tr.write_line(f"{seconds:7.3f} s  {label:<40} bound {bound or '-'}  [{nodeid}]")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
+    """On a failed lab test, attach the tail of every daemon log of the lab."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed or "lab" not in getattr(item, "fixturenames", ()):
+        return
+    the_lab = item._request.getfixturevalue("lab")
+    for log in sorted(the_lab.state.dir.glob("nodes/*/logs/*.log")):
+        try:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        except OSError:
+            continue
+        rep.sections.append((f"halab log {log.parent.parent.name}/{log.name}", tail))

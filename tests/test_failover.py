@@ -1,0 +1,138 @@
+"""The headline: break the load balancer that holds the VIP and watch the VIP move.
+
+Every time bound comes from the configuration the lab deployed (lab.timing), never from
+a number written here.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from lab import faults, observe, timing
+
+pytestmark = [pytest.mark.needs_lab]
+
+
+@pytest.fixture
+def lbs(lab):
+    return lab.topo.master_lb.name, max(
+        lab.topo.backup_lbs, key=lambda n: n.vrrp.priority).name
+
+
+def test_vip_starts_on_the_master_lb(lab, probe, lbs):
+    master, _ = lbs
+    assert observe.vip_holders(lab) == [master]
+    r = probe.probe("api")
+    assert r.ok, r.error
+    assert r.via == lab.node(master).address, "the MASTER LB should forward the request"
+
+
+@pytest.mark.disruptive
+def test_haproxy_crash_moves_vip_to_backup(steady, probe, lbs, report_outage):
+    lab = steady
+    master, backup = lbs
+    if not timing.haproxy_crash_fails_over(lab.topo):
+        pytest.skip("this lab's check weights never let the backup outrank the master")
+    bound = timing.haproxy_crash(lab.topo)
+    with probe.continuous() as tl:
+        t_kill = tl.mark(f"SIGKILL haproxy on {master}")
+        faults.kill(lab, master, "haproxy", signal.SIGKILL)
+        took = observe.wait_vip(lab, [backup], bound.with_margin, since=t_kill)
+        time.sleep(0.5)  # let the client see the new holder a few times
+    outage = tl.outage_after(t_kill)
+    report_outage(f"haproxy SIGKILL on {master}", outage, str(bound))
+    assert took <= bound.with_margin
+    r = probe.probe("api")
+    assert r.ok, r.error
+    assert r.via == lab.node(backup).address, "the backup LB should now forward"
+    assert tl.of()[-1].ok, "6443 should answer through the VIP after the failover"
+    assert outage <= bound.with_margin
+
+
+@pytest.mark.disruptive
+def test_haproxy_return_preempts_vip_back(steady, probe, lbs, report_outage):
+    lab = steady
+    master, backup = lbs
+    if not timing.haproxy_crash_fails_over(lab.topo):
+        pytest.skip("this lab's check weights never let the backup outrank the master")
+    faults.kill(lab, master, "haproxy")
+    observe.wait_vip(lab, [backup], timing.haproxy_crash(lab.topo).with_margin)
+    bound = timing.preempt_back(lab.topo)
+    with probe.continuous() as tl:
+        t_back = tl.mark(f"haproxy back on {master}")
+        faults.start(lab, master, "haproxy")
+        took = observe.wait_vip(lab, [master], bound.with_margin, since=t_back)
+        time.sleep(0.5)
+    report_outage(f"haproxy back on {master} (preempt)", tl.outage_after(t_back), str(bound))
+    assert took <= bound.with_margin
+    # New connections never notice a preemption: the old holder forwards until the new one
+    # has the VIP, and both LBs reach every master.
+    assert tl.failures(after=t_back) == []
+    assert probe.probe("api").via == lab.node(master).address
+
+
+@pytest.mark.disruptive
+def test_keepalived_stop_fails_over_fast(steady, probe, lbs, report_outage):
+    lab = steady
+    master, backup = lbs
+    bound = timing.keepalived_stop(lab.topo)
+    with probe.continuous() as tl:
+        t_stop = tl.mark(f"SIGTERM keepalived on {master}")
+        faults.kill(lab, master, "keepalived", signal.SIGTERM)
+        took = observe.wait_vip(lab, [backup], bound.with_margin, since=t_stop)
+        time.sleep(0.3)
+    outage = tl.outage_after(t_stop)
+    report_outage(f"keepalived SIGTERM on {master}", outage, str(bound))
+    assert took <= bound.with_margin
+    assert outage <= bound.with_margin
+    assert probe.probe("api").ok
+
+
+@pytest.mark.disruptive
+def test_client_arp_entry_follows_the_vip(steady, probe, lbs):
+    lab = steady
+    master, backup = lbs
+    assert probe.probe("api").ok
+    assert observe.neighbour_mac(lab, lab.vip) == observe.lab_mac(lab, master)
+    faults.kill(lab, master, "keepalived", signal.SIGTERM)
+    observe.wait_vip(lab, [backup], timing.keepalived_stop(lab.topo).with_margin)
+    assert probe.probe("api").ok
+    # The new holder's gratuitous ARP, not a timeout of the old entry, moved the client.
+    assert observe.neighbour_mac(lab, lab.vip) == observe.lab_mac(lab, backup)
+
+
+@pytest.mark.disruptive
+def test_master_lb_link_cut_fails_over(steady, probe, lbs, report_outage):
+    lab = steady
+    master, backup = lbs
+    bound = timing.node_crash(lab.topo)
+    with probe.continuous() as tl:
+        t_cut = tl.mark(f"link of {master} cut")
+        faults.link_down(lab, master)
+        until_backup = observe.wait_vip(lab, [backup], bound.with_margin, since=t_cut)
+        time.sleep(0.5)
+    outage = tl.outage_after(t_cut)
+    report_outage(f"link of {master} cut", outage, str(bound))
+    assert until_backup <= bound.with_margin
+    assert outage <= bound.with_margin
+    assert observe.neighbour_mac(lab, lab.vip) == observe.lab_mac(lab, backup)
+
+
+@pytest.mark.disruptive
+def test_master_lb_crash_fails_over(steady, probe, lbs, report_outage):
+    lab = steady
+    master, backup = lbs
+    bound = timing.node_crash(lab.topo)
+    with probe.continuous() as tl:
+        t_crash = tl.mark(f"{master} crashed")
+        faults.crash(lab, master)
+        took = observe.wait_vip(lab, [backup], bound.with_margin, since=t_crash)
+        time.sleep(0.5)
+    outage = tl.outage_after(t_crash)
+    report_outage(f"{master} crash (power cut)", outage, str(bound))
+    assert took <= bound.with_margin
+    assert outage <= bound.with_margin
+    assert probe.probe("api").ok
