@@ -37,6 +37,7 @@ def until(
     ``probe`` may raise: that counts as 'not yet' and the last error is reported.
     ``sleep`` is injectable so that tests of waiting logic need not sleep.
     """
+    __tracebackhide__ = True
     last_error: list[BaseException] = []
 
     def attempt() -> T | None:

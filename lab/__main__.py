@@ -1,0 +1,5 @@
+"""`python -m lab` is `halab`."""
+
+from lab.cli import main
+
+main()
