@@ -175,8 +175,9 @@ def demo(file: LabFile = Path("lab.yaml")) -> None:
         while time.monotonic() - t_kill < bound.with_margin + 2:
             holders = observe.vip_holders(lab)
             recent = tl.of()[-1] if tl.of() else None
-            line = (f"t+{time.monotonic() - t_kill:5.2f} s  VIP on {', '.join(holders) or '-':5}"
-                    f"  client: {'ok via ' + (recent.via or '?') if recent and recent.ok else 'FAIL'}")
+            seen = f"ok via {recent.via}" if recent and recent.ok else "FAIL"
+            line = (f"t+{time.monotonic() - t_kill:5.2f} s  VIP on "
+                    f"{', '.join(holders) or '-':5}  client: {seen}")
             if line[14:] != last:
                 out.print(line)
                 last = line[14:]
@@ -202,7 +203,8 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except HalabError as e:
-        err.print(f"halab: {e}", highlight=False, markup=False)
+        # Plain text: the terminal wraps it, and scripts can grep it whole.
+        sys.stderr.write(f"halab: {e}\n")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("halab: interrupted")

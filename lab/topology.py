@@ -284,9 +284,9 @@ def _describe(source: str, data: Any, err: ValidationError) -> str:
         elif kind == "missing":
             msg = "is required but missing"
         elif kind == "enum":
-            msg = f"unknown value {e['input']!r}; expected one of {', '.join(r.value for r in Role)}"
-            if "role" in where:
-                msg = f"unknown role {e['input']!r}; expected one of " + ", ".join(r.value for r in Role)
+            what = "role" if "role" in where else "value"
+            roles = ", ".join(r.value for r in Role)
+            msg = f"unknown {what} {e['input']!r}; expected one of {roles}"
         elif kind in ("ip_v4_address", "ip_v4_network"):
             msg = f"{e['input']!r} is not an IPv4 {'network' if 'network' in kind else 'address'}"
         problems.append(f"{where}: {msg}" if where else msg)

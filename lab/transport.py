@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import shlex
-import socket
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,7 +94,7 @@ class FabricTransport:
         try:
             if not conn.is_connected:
                 conn.open()
-        except (OSError, EOFError, socket.timeout) as e:
+        except (TimeoutError, OSError, EOFError) as e:
             self.close()
             raise TransportError(f"cannot reach {self.alias} over SSH ({e}); is the lab up? "
                                  "`halab status` shows what runs") from None

@@ -1,0 +1,133 @@
+"""Provisioning against a fake node: idempotence and validation, no root needed."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from lab.errors import HalabError
+from lab.node import Node
+from lab.services import ServiceState, Unit
+from lab.transport import Result
+from provision.pki import LabPki
+from provision.roles import apply
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, int]] = {}
+        self.commands: list[str] = []
+        self.fail: set[str] = set()
+
+    def run(self, command: str, timeout: float | None = 60) -> Result:
+        self.commands.append(command)
+        if command.startswith("sha256sum"):
+            import hashlib
+            import shlex
+
+            path = shlex.split(command)[1]
+            if path not in self.files:
+                return Result(command, 1, "", "")
+            data, mode = self.files[path]
+            return Result(command, 0, f"{hashlib.sha256(data).hexdigest()}  {path}\n{mode:o}\n",
+                          "")
+        rc = 1 if any(f in command for f in self.fail) else 0
+        return Result(command, rc, "", "config error" if rc else "")
+
+    def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self.files[path] = (data, mode)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeServices:
+    def __init__(self) -> None:
+        self.units: dict[str, Unit] = {}
+        self.running: set[str] = set()
+        self.log: list[str] = []
+
+    def install(self, unit: Unit) -> bool:
+        changed = self.units.get(unit.name) != unit
+        self.units[unit.name] = unit
+        return changed
+
+    def installed(self) -> list[str]:
+        return sorted(self.units)
+
+    def start(self, name: str) -> None:
+        self.log.append(f"start {name}")
+        self.running.add(name)
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        self.running.discard(name)
+
+    def restart(self, name: str) -> None:
+        self.log.append(f"restart {name}")
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        self.running.discard(name)
+
+    def status(self, name: str) -> ServiceState:
+        return ServiceState(name, name in self.running)
+
+
+@pytest.fixture
+def pki(tmp_path, default_topo):
+    return LabPki(tmp_path / "pki", default_topo)
+
+
+def _node(topo, name):
+    t, s = FakeTransport(), FakeServices()
+    return Node(topo.node(name), t, s, None), t, s
+
+
+def test_first_provision_writes_validates_and_starts(default_topo, pki):
+    node, t, s = _node(default_topo, "lb01")
+    change = apply(default_topo, node, pki)
+    assert set(t.files) == {"/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"}
+    assert "haproxy -c -q -f /etc/haproxy/haproxy.cfg" in t.commands
+    assert "keepalived -t -f /etc/keepalived/keepalived.conf" in t.commands
+    assert s.log == ["start haproxy", "start keepalived"] and change.started
+
+
+def test_second_provision_changes_and_restarts_nothing(default_topo, pki):
+    node, t, s = _node(default_topo, "k8s-master-01")
+    apply(default_topo, node, pki)
+    s.log.clear()
+    change = apply(default_topo, node, pki)
+    assert not change.changed and s.log == []
+
+
+def test_changed_config_restarts_only_its_daemon(default_topo, pki):
+    node, t, s = _node(default_topo, "lb01")
+    apply(default_topo, node, pki)
+    s.log.clear()
+    t.files["/etc/keepalived/keepalived.conf"] = (b"old", 0o644)
+    change = apply(default_topo, node, pki)
+    assert change.changed_files == ["/etc/keepalived/keepalived.conf"]
+    assert s.log == ["restart keepalived"]
+
+
+def test_invalid_config_is_never_started(default_topo, pki):
+    node, t, s = _node(default_topo, "lb01")
+    t.fail.add("haproxy -c")
+    with pytest.raises(HalabError) as e:
+        apply(default_topo, node, pki)
+    assert "lb01" in str(e.value) and "config error" in str(e.value)
+    assert s.log == []
+
+
+def test_apiserver_certificate_has_kubeadm_sans(default_topo, pki):
+    from cryptography import x509
+
+    crt, _ = pki.apiserver(default_topo.node("k8s-master-02"))
+    san = x509.load_pem_x509_certificate(crt).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    names = set(san.get_values_for_type(x509.DNSName))
+    ips = {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    assert {"kubernetes", "kubernetes.default", "k8s-master-02"} <= names
+    assert {"192.168.0.203", "192.168.0.112"} <= ips
+    # made once, then reused: re-provisioning changes nothing
+    assert pki.apiserver(default_topo.node("k8s-master-02"))[0] == crt
