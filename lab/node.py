@@ -85,14 +85,29 @@ class Node:
     # -- files --------------------------------------------------------------------------------
     def put(self, path: str, data: str | bytes, mode: int = 0o644) -> bool:
         """Write a file if its content or mode differs; True when something changed."""
-        raw = data.encode() if isinstance(data, str) else data
-        want = hashlib.sha256(raw).hexdigest()
-        r = self.run("sha256sum %s 2>/dev/null && stat -c %%a %s", path, path)
-        have = r.stdout.split()
-        if r.ok and len(have) >= 3 and have[0] == want and int(have[2], 8) == mode:
-            return False
-        self.transport.put(path, raw, mode)
-        return True
+        return bool(self.put_many([(path, data, mode)]))
+
+    def put_many(self, files: Iterable[tuple[str, str | bytes, int]]) -> list[str]:
+        """Write the files whose content or mode differ; one round trip to compare them all.
+        Returns the paths written."""
+        wanted = [(p, d.encode() if isinstance(d, str) else d, m) for p, d, m in files]
+        if not wanted:
+            return []
+        paths = " ".join(shlex.quote(p) for p, _, _ in wanted)
+        # One line per existing file: "<sha256> <mode> <path>"; missing files print nothing.
+        out = self.run(f"for f in {paths}; do [ -f \"$f\" ] && "
+                       "echo \"$(sha256sum < \"$f\" | cut -d' ' -f1) $(stat -c %a \"$f\") $f\";"
+                       " done; true").stdout
+        have = {}
+        for line in out.splitlines():
+            digest, mode, path = line.split(" ", 2)
+            have[path] = (digest, int(mode, 8))
+        written = []
+        for path, raw, mode in wanted:
+            if have.get(path) != (hashlib.sha256(raw).hexdigest(), mode):
+                self.transport.put(path, raw, mode)
+                written.append(path)
+        return written
 
     def read(self, path: str) -> str | None:
         r = self.run("cat %s", path)

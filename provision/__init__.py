@@ -6,6 +6,7 @@ Knows HAProxy and keepalived; knows nothing about namespaces or VMs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from lab.node import Node
 from lab.state import LabState
@@ -24,15 +25,29 @@ def check(topo: Topology) -> None:
 def provision(topo: Topology, state: LabState, nodes: Iterable[Node],
               progress: Callable[[str], None] = lambda _: None) -> list[Change]:
     pki = LabPki(state.pki, topo)
-    changes = []
+    managed = [n for n in nodes if not n.has(Role.CLIENT)]
     # Masters first: HAProxy's checks and keepalived's election then start on a lab that
-    # already serves.
-    order = sorted((n for n in nodes if not n.has(Role.CLIENT)),
-                   key=lambda n: n.has(Role.LOADBALANCER))
-    for node in order:
+    # already serves. Within a stage nodes are independent: one thread (and one SSH
+    # connection) each.
+    stages = [[n for n in managed if not n.has(Role.LOADBALANCER)],
+              [n for n in managed if n.has(Role.LOADBALANCER)]]
+    # The CA and the certificates are made here, once, before the threads need them.
+    for n in managed:
+        if n.has(Role.CONTROL_PLANE):
+            pki.apiserver(n.spec)
+        if n.has(Role.INGRESS):
+            pki.ingress(n.spec)
+    changes: dict[str, Change] = {}
+
+    def one(node: Node) -> Change:
         progress(f"{node.name}: provisioning {', '.join(r.value for r in node.roles)}")
-        changes.append(apply(topo, node, pki))
-    return changes
+        return apply(topo, node, pki)
+
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="provision") as pool:
+        for stage in stages:
+            for node, change in zip(stage, pool.map(one, stage), strict=True):
+                changes[node.name] = change
+    return [changes[n.name] for n in managed]
 
 
 __all__ = ["check", "provision", "Change", "LabPki"]

@@ -117,13 +117,12 @@ def apply(topo: Topology, node: Node, pki: LabPki) -> Change:
     """Bring one node to its roles' desired state."""
     change = Change(node.name)
     for svc in services_for(topo, node, pki):
-        touched = False
-        for f in svc.files:
-            if node.put(f.path, f.content, f.mode):
-                change.changed_files.append(f.path)
-                touched = True
-        if node.services.install(svc.unit):
-            touched = True
+        written = node.put_many((f.path, f.content, f.mode) for f in svc.files)
+        change.changed_files += written
+        touched = node.services.install(svc.unit) or bool(written)
+        running = node.services.status(svc.unit.name).active
+        if running and not touched:
+            continue
         if svc.validate:
             r = node.run(svc.validate)
             if not r.ok:
@@ -131,10 +130,10 @@ def apply(topo: Topology, node: Node, pki: LabPki) -> Change:
                     f"{node.name}: {svc.unit.name}'s configuration is invalid; `{svc.validate}` "
                     f"said:\n{(r.stderr or r.stdout).strip()}\nThe daemon was left as it was. "
                     "Fix the setting in lab.yaml (or the template) and provision again.")
-        if not node.services.status(svc.unit.name).active:
+        if not running:
             node.services.start(svc.unit.name)
             change.started.append(svc.unit.name)
-        elif touched:
+        else:
             node.services.restart(svc.unit.name)
             change.restarted.append(svc.unit.name)
     return change

@@ -22,16 +22,14 @@ class FakeTransport:
 
     def run(self, command: str, timeout: float | None = 60) -> Result:
         self.commands.append(command)
-        if command.startswith("sha256sum"):
+        if command.startswith("for f in "):  # Node.put_many's comparison
             import hashlib
             import shlex
 
-            path = shlex.split(command)[1]
-            if path not in self.files:
-                return Result(command, 1, "", "")
-            data, mode = self.files[path]
-            return Result(command, 0, f"{hashlib.sha256(data).hexdigest()}  {path}\n{mode:o}\n",
-                          "")
+            paths = shlex.split(command.removeprefix("for f in ").split(";")[0])
+            lines = [f"{hashlib.sha256(self.files[p][0]).hexdigest()} {self.files[p][1]:o} {p}"
+                     for p in paths if p in self.files]
+            return Result(command, 0, "".join(line + "\n" for line in lines), "")
         rc = 1 if any(f in command for f in self.fail) else 0
         return Result(command, rc, "", "config error" if rc else "")
 
@@ -87,7 +85,7 @@ def test_first_provision_writes_validates_and_starts(default_topo, pki):
     node, t, s = _node(default_topo, "lb01")
     change = apply(default_topo, node, pki)
     assert set(t.files) == {"/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"}
-    assert "haproxy -c -q -f /etc/haproxy/haproxy.cfg" in t.commands
+    assert "haproxy -c -q -f /etc/haproxy/haproxy.cfg" in t.commands  # before it starts
     assert "keepalived -t -f /etc/keepalived/keepalived.conf" in t.commands
     assert s.log == ["start haproxy", "start keepalived"] and change.started
 
