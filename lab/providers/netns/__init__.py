@@ -130,6 +130,13 @@ class NetnsProvider(Provider):
         if self.is_up():
             raise LabStateError(f"lab '{self.topo.name}' is already up; `halab status` shows "
                                 "it, `halab down` removes it")
+        foreign = [ns for ns in netns_list() if ns.startswith(self.topo.prefix)]
+        if foreign and self.state.read().get("provider") != self.name:
+            raise LabStateError(
+                f"another lab named '{self.topo.name}' runs on this machine (namespaces "
+                f"{', '.join(sorted(foreign)[:3])}...), not made from {self.state.dir}. Give "
+                "this lab another `name:` in lab.yaml, or remove the other with "
+                f"`halab clean` from its folder (or `halab clean -f` this lab file).")
         leftovers = self.clean(self.topo.prefix)
         if leftovers:
             progress(f"removed leftovers of an earlier run: {', '.join(leftovers)}")
