@@ -41,7 +41,7 @@ def provision(topo: Topology, state: LabState, nodes: Iterable[Node],
 
     def one(node: Node) -> Change:
         progress(f"{node.name}: provisioning {', '.join(r.value for r in node.roles)}")
-        return apply(topo, node, pki)
+        return apply(topo, node, pki, state.rendered(node.name))
 
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="provision") as pool:
         for stage in stages:

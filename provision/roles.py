@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lab.errors import HalabError
 from lab.node import Node
@@ -113,10 +114,23 @@ def services_for(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
     return out
 
 
-def apply(topo: Topology, node: Node, pki: LabPki) -> Change:
+def keep_copy(rendered: Path, svc: Service) -> None:
+    """What was sent to the node, kept in the state folder (keys excepted): a person can
+    read and diff the deployed configs without logging in."""
+    for f in svc.files:
+        if f.mode & 0o077 == 0:
+            continue  # private keys stay on the node and in pki/
+        dest = rendered / f.path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(f.content.encode() if isinstance(f.content, str) else f.content)
+
+
+def apply(topo: Topology, node: Node, pki: LabPki, rendered: Path | None = None) -> Change:
     """Bring one node to its roles' desired state."""
     change = Change(node.name)
     for svc in services_for(topo, node, pki):
+        if rendered is not None:
+            keep_copy(rendered, svc)
         written = node.put_many((f.path, f.content, f.mode) for f in svc.files)
         change.changed_files += written
         touched = node.services.install(svc.unit) or bool(written)
