@@ -122,9 +122,25 @@ class Haproxy(_Strict):
     retries: Annotated[int, Field(ge=0)] | None = None
 
 
+class Kubernetes(_Strict):
+    """What runs on the control-plane nodes.
+
+    `standin` (default, offline): nginx answering like kube-apiserver on 6443.
+    `kubeadm`: a real control plane from the Kubernetes package repositories (VM provider,
+    needs internet): `kubeadm init --control-plane-endpoint VIP:6443 --upload-certs` on the
+    first master, the others joined with `--control-plane --certificate-key`.
+    """
+
+    control_plane: Literal["standin", "kubeadm"] = "standin"
+    version: Annotated[str, Field(pattern=r"^1\.[0-9]+\.[0-9]+$")] = "1.30.6"
+    pod_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
+    service_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+
+
 class Topology(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,11}$")] = "halab"
     provider: Literal["netns", "vagrant", "hosts"] = "netns"
+    kubernetes: Kubernetes = Kubernetes()
     network: Network = Network()
     vip: ipaddress.IPv4Address
     nodes: Annotated[list[Node], Field(min_length=1)]

@@ -52,9 +52,12 @@ def haproxy_cfg(topo: Topology) -> str:
     plain_extra = ""
     if (c.inter_ms, c.fall, c.rise) != HAPROXY_CHECK_DEFAULTS:
         plain_extra = " " + check.removeprefix("check ")
+    kubeadm = topo.kubernetes.control_plane == "kubeadm"
     return _env().get_template("haproxy.cfg.j2").render(
         haproxy=topo.haproxy, ingresses=topo.ingresses, control_planes=topo.control_planes,
-        check=check, plain_check_extra=plain_extra, stats_socket=HAPROXY_STATS_SOCKET)
+        check=check, plain_check_extra=plain_extra, stats_socket=HAPROXY_STATS_SOCKET,
+        api_health="https" if kubeadm else "tcp",
+        api_check_extra=" check-ssl verify none" if kubeadm else "")
 
 
 def keepalived_conf(topo: Topology, node: Node) -> str:

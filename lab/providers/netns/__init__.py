@@ -109,6 +109,11 @@ class NetnsProvider(Provider):
     def check(self) -> None:
         require_root("the embedded (netns) lab")
         require_tools(TOOLS)
+        if self.topo.kubernetes.control_plane != "standin":
+            raise PrerequisiteError(
+                "`kubernetes.control_plane: kubeadm` needs real machines with systemd and "
+                "internet access (the vagrant provider); the embedded lab runs the API server "
+                "stand-in. Set `control_plane: standin` or use `--provider vagrant`.")
         for d in ("/etc", "/var"):
             if str(self.state.dir).startswith(d + "/"):
                 raise PrerequisiteError(
