@@ -1,0 +1,70 @@
+"""Daemons on a node that runs systemd (VMs, real hosts), driven over the node's transport.
+
+Each halab unit becomes /etc/systemd/system/<name>.service (overriding a packaged unit of the
+same name, e.g. Debian's haproxy.service) with `Restart=no`, so that a daemon a test kills
+stays dead until the test brings it back. The unit's description is also kept as JSON in
+/etc/halab/units/, which is how `installed()` tells halab's units from the system's.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from lab.errors import HalabError
+from lab.node import quote_command
+from lab.services import ServiceState, Unit
+from lab.transport import Result, Transport
+
+UNITS_DIR = "/etc/halab/units"
+
+
+class SystemdServices:
+    def __init__(self, node: str, transport: Transport) -> None:
+        self.node = node
+        self.transport = transport
+
+    def _run(self, command: str, *args: object, check: bool = True) -> Result:
+        r = self.transport.run(quote_command(command, *args), timeout=120)
+        if check and not r.ok:
+            raise HalabError(f"on {self.node}: `{r.command}` exited {r.rc}: "
+                             f"{(r.stderr or r.stdout).strip()[-400:]}")
+        return r
+
+    def install(self, unit: Unit) -> bool:
+        systemd_path = f"/etc/systemd/system/{unit.name}.service"
+        want = {systemd_path: unit.to_systemd(), f"{UNITS_DIR}/{unit.name}.json": unit.to_json()}
+        have = self._run("cat %s 2>/dev/null; echo; echo ---halab---; cat %s 2>/dev/null",
+                         systemd_path, f"{UNITS_DIR}/{unit.name}.json", check=False).stdout
+        current = have.split("\n---halab---\n")
+        if current == [want[systemd_path], want[f"{UNITS_DIR}/{unit.name}.json"]]:
+            return False
+        for path, text in want.items():
+            self.transport.put(path, text.encode(), 0o644)
+        self._run("systemctl daemon-reload && systemctl enable --quiet %s", unit.name)
+        return True
+
+    def installed(self) -> list[str]:
+        out = self._run("ls %s 2>/dev/null || true", UNITS_DIR).stdout
+        return sorted(f.removesuffix(".json") for f in out.split() if f.endswith(".json"))
+
+    def status(self, name: str) -> ServiceState:
+        out = self._run("systemctl show -p ActiveState -p MainPID %s", name, check=False).stdout
+        fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        pid = int(fields.get("MainPID", "0") or 0)
+        active = fields.get("ActiveState") in ("active", "reloading") and pid > 0
+        return ServiceState(name, active, pid or None)
+
+    def start(self, name: str) -> None:
+        self._run("systemctl start %s", name)
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        self._run("systemctl stop %s", name)
+
+    def restart(self, name: str) -> None:
+        self._run("systemctl restart %s", name)
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        if not self.status(name).active:
+            raise HalabError(f"{name} is not running on {self.node}: nothing to signal")
+        # The main process only: like a crash of the daemon, not of its whole cgroup.
+        self._run("systemctl kill --kill-whom=main --signal=%s %s", sig.name, name)

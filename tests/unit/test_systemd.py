@@ -1,0 +1,65 @@
+"""The systemd service manager (VMs, real hosts) against a fake transport."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+from lab.providers.systemd import SystemdServices
+from lab.services import Unit
+from lab.transport import Result
+
+UNIT = Unit("haproxy", ("/usr/sbin/haproxy", "-db", "-f", "/etc/haproxy/haproxy.cfg"),
+            "HAProxy", ("/run/haproxy",))
+
+
+class FakeHost:
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.commands: list[str] = []
+        self.active = False
+
+    def run(self, command: str, timeout: float | None = 60) -> Result:
+        self.commands.append(command)
+        if command.startswith("cat "):
+            paths = re.findall(r"cat (\S+) 2>/dev/null", command)
+            text = "\n---halab---\n".join(self.files.get(p, b"").decode() for p in paths)
+            return Result(command, 0, text, "")
+        if command.startswith("systemctl show"):
+            return Result(command, 0, f"ActiveState={'active' if self.active else 'failed'}\n"
+                          f"MainPID={'42' if self.active else '0'}\n", "")
+        return Result(command, 0, "", "")
+
+    def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self.files[path] = data
+
+    def close(self) -> None:
+        pass
+
+
+def test_install_writes_a_unit_once_and_enables_it():
+    host = FakeHost()
+    svc = SystemdServices("lb01", host)
+    assert svc.install(UNIT)
+    text = host.files["/etc/systemd/system/haproxy.service"].decode()
+    assert "ExecStart=/usr/sbin/haproxy -db -f /etc/haproxy/haproxy.cfg" in text
+    assert "Restart=no" in text
+    assert any("systemctl daemon-reload && systemctl enable" in c for c in host.commands)
+    host.commands.clear()
+    assert not svc.install(UNIT)
+    assert not any("daemon-reload" in c for c in host.commands)
+
+
+def test_kill_signals_the_main_process_only():
+    host = FakeHost()
+    host.active = True
+    SystemdServices("lb01", host).kill("haproxy", signal.SIGKILL)
+    assert host.commands[-1] == "systemctl kill --kill-whom=main --signal=SIGKILL haproxy"
+
+
+def test_status_reads_systemd():
+    host = FakeHost()
+    svc = SystemdServices("lb01", host)
+    assert not svc.status("haproxy").active
+    host.active = True
+    assert svc.status("haproxy").pid == 42
