@@ -26,6 +26,10 @@ def provider_class(name: str) -> type[Provider]:
         from lab.providers.netns import NetnsProvider
 
         return NetnsProvider
+    if name == "vagrant":
+        from lab.providers.vagrant import VagrantProvider
+
+        return VagrantProvider
     if name in PROVIDERS:
         raise HalabError(f"the {name} provider is not available in this version of halab; "
                          "use `--provider netns` (the embedded lab)")

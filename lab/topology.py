@@ -137,10 +137,24 @@ class Kubernetes(_Strict):
     service_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
 
 
+class Vagrant(_Strict):
+    """The VM provider's settings (ignored by the embedded lab)."""
+
+    # auto: kvm where hardware virtualisation works, qemu (TCG, software) otherwise.
+    driver: Literal["auto", "kvm", "qemu"] = "auto"
+    # isolated: libvirtd, dnsmasq and vagrant in a namespace of the lab's own, their state in
+    # the lab's folder (tests, CI). system: this machine's libvirt (a user's workstation).
+    # auto: system when a libvirtd already answers here, isolated otherwise.
+    libvirt: Literal["auto", "isolated", "system"] = "auto"
+    box: str = "halab/debian12"
+    boot_timeout: Annotated[int, Field(ge=30)] = 900
+
+
 class Topology(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,11}$")] = "halab"
     provider: Literal["netns", "vagrant", "hosts"] = "netns"
     kubernetes: Kubernetes = Kubernetes()
+    vagrant: Vagrant = Vagrant()
     network: Network = Network()
     vip: ipaddress.IPv4Address
     nodes: Annotated[list[Node], Field(min_length=1)]
