@@ -40,7 +40,7 @@ PART_OFFSET=$((PART_START_SECTOR * 512))
 
 PACKAGES=(
   # boot + init
-  systemd-sysv udev dbus linux-image-cloud-amd64 initramfs-tools
+  systemd-sysv udev dbus linux-image-cloud-amd64 initramfs-tools e2fsprogs
   # access
   openssh-server sudo
   # network: systemd-networkd (part of systemd) + tools
@@ -72,8 +72,10 @@ print_timings() {
 
 # ---- clean-up of mounts / loop devices, also on failure ----------------------
 LOOP=""
+NEUTRAL=""
 cleanup() {
   local m
+  if [ -n "$NEUTRAL" ]; then rmdir "$NEUTRAL" 2>/dev/null || true; fi
   for m in "$ROOTFS/dev/pts" "$ROOTFS/dev" "$ROOTFS/proc" "$ROOTFS/sys" \
            "$MNT/dev" "$MNT/proc" "$MNT/sys" "$MNT"; do
     mountpoint -q "$m" 2>/dev/null && umount -l "$m" || true
@@ -278,9 +280,14 @@ virtio_net
 ext4
 EOF
   # (MODULES=dep would inspect the build host's root device, not the VM's)
+  # The fsck hook probes the real root device for its type (not /etc/fstab):
+  # in the chroot there is none, so fsck would be left out. Name the type.
+  echo 'FSTYPE=ext4' > "$ROOTFS/etc/initramfs-tools/conf.d/halab-fstype"
   sed -i 's/^MODULES=.*/MODULES=list/' "$ROOTFS/etc/initramfs-tools/initramfs.conf"
   in_chroot update-initramfs -u -k all > "$WORK/initramfs.log" 2>&1 \
     || { tail -n 20 "$WORK/initramfs.log"; die "update-initramfs failed"; }
+  in_chroot lsinitramfs "/boot/initrd.img-$(ls "$ROOTFS/lib/modules" | sort -V | tail -n1)" \
+    | grep -q 'sbin/fsck.ext4$' || die "fsck.ext4 missing from the initramfs"
 
   # empty machine-id: systemd makes a fresh one on each VM's first boot
   : > "$ROOTFS/etc/machine-id"
@@ -365,7 +372,11 @@ fi
 if [ "${NO_BOX_ADD:-0}" != 1 ]; then
   phase_start "vagrant box add"
   command -v vagrant >/dev/null || die "vagrant is not installed (apt-get install vagrant vagrant-libvirt)"
-  vagrant box add --force --name "$BOX_NAME" "$BOX"
+  # vagrant loads the Vagrantfile of the current directory or any parent
+  # (the repo may have one): run it from an empty directory.
+  NEUTRAL=$(mktemp -d /tmp/halab-boxtest-boxadd.XXXXXX)
+  (cd "$NEUTRAL" && vagrant box add --force --name "$BOX_NAME" "$BOX") 2>&1 | sed -u 's/.*\x1b\[K//'
+  rmdir "$NEUTRAL"; NEUTRAL=""
   phase_end
 fi
 
