@@ -71,10 +71,10 @@ def keepalived_conf(topo: Topology, node: Node) -> str:
 
 def apiserver_conf(topo: Topology, node: Node) -> str:
     return _env().get_template("kube-apiserver-standin.conf.j2").render(
-        node=node, port=6443, pki_dir=PKI_DIR, pidfile="/run/halab/kube-apiserver-nginx.pid",
+        node=node, port=6443, pki_dir=PKI_DIR, pidfile="/run/kube-apiserver-standin.pid",
         version=STANDIN_VERSION)
 
 
 def ingress_conf(topo: Topology, node: Node) -> str:
     return _env().get_template("ingress-standin.conf.j2").render(
-        node=node, pki_dir=PKI_DIR, pidfile="/run/halab/ingress-nginx.pid")
+        node=node, pki_dir=PKI_DIR, pidfile="/run/ingress-standin.pid")

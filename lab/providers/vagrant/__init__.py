@@ -194,8 +194,9 @@ class VagrantProvider(Provider):
             self.host.start()
             # vagrant (and the ssh it runs) inside the host's namespaces, via PATH.
             wrapper = self.dir / "bin" / "vagrant"
+            # Entering a mount namespace resets the working directory: keep the caller's.
             wrapper.write_text("#!/bin/sh\nexec " + shlex.join(self.host.enter())
-                               + " /usr/bin/vagrant \"$@\"\n")
+                               + " --wd=\"$PWD\" /usr/bin/vagrant \"$@\"\n")
             wrapper.chmod(0o755)
         uri = self.host.guest_uri if self.mode == "isolated" else "qemu:///system"
         spec = vspec.build(self.topo, driver=driver, uri=uri, pool_path=self.dir / "pool",
