@@ -51,3 +51,11 @@ lint: $(VENV)/.installed
 
 clean: $(VENV)/.installed
 	$(HALAB) clean -f $(LAB)
+
+# A short chaos run (3 scenarios, fixed seed); CHAOS_ARGS="--iterations 20 --seed 42" for more.
+# Brings the lab up first when it is not up; the report lands in chaos-report/.
+CHAOS_ARGS ?= --iterations 3 --seed 1
+.PHONY: chaos
+chaos: setup
+	@$(HALAB) status -f $(LAB) >/dev/null 2>&1 || $(HALAB) up -f $(LAB) --provider $(PROVIDER)
+	$(HALAB) chaos -f $(LAB) $(CHAOS_ARGS) --report chaos-report

@@ -199,6 +199,86 @@ def demo(file: LabFile = Path("lab.yaml")) -> None:
         raise typer.Exit(1)
 
 
+# -- faults and chaos runs -------------------------------------------------------------------
+def _params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HalabError(f"a fault parameter is KEY=VALUE (e.g. `-p service=haproxy`), "
+                             f"got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def fault(name: Annotated[str | None, typer.Argument(help="a fault of the catalogue")] = None,
+          nodes: Annotated[list[str] | None, typer.Argument(help="the nodes it acts on")] = None,
+          param: Annotated[list[str] | None, typer.Option(
+              "-p", "--param", help="KEY=VALUE, e.g. service=haproxy, percent=20")] = None,
+          undo: Annotated[bool, typer.Option("--undo", help="undo the fault")] = False,
+          list_: Annotated[bool, typer.Option("--list", help="show the catalogue")] = False,
+          file: LabFile = Path("lab.yaml")) -> None:
+    """Inject a fault by hand (or undo it): `halab fault kill lb01 -p service=haproxy`."""
+    if list_ or name is None:
+        t = Table(title="halab fault catalogue")
+        t.add_column("fault", no_wrap=True)
+        for col in ("nodes", "parameters", "what it does", "undo", "providers"):
+            t.add_column(col)
+        for f in faults.CATALOGUE.values():
+            t.add_row(f.name, f.nodes, ", ".join(f"{k}={'(required)' if v is None else v}"
+                                                 for k, v in f.params.items()),
+                      f.summary, f.undo_summary, ", ".join(sorted(f.providers)))
+        out.print(t)
+        if name is None and not list_:
+            raise typer.Exit(2)
+        return
+    lab = _open(file)
+    lab.require_up()
+    from lab.chaos.scenario import resolve
+
+    targets = resolve(lab.topo, nodes or [])
+    (faults.undo if undo else faults.inject)(lab, name, targets, _params(param or []))
+    verb = "undone" if undo else "injected"
+    out.print(f"{name} {verb}{' on ' + ', '.join(targets) if targets else ''}; VIP on "
+              f"{', '.join(observe.vip_holders(lab)) or 'no LB'}")
+    lab.close()
+
+
+@app.command()
+def chaos(iterations: Annotated[int, typer.Option(help="scenarios to run")] = 5,
+          seed: Annotated[int | None, typer.Option(
+              help="the random sequence (default: a new one, printed)")] = None,
+          scenarios: Annotated[list[str] | None, typer.Option(
+              "--scenarios", "-s", help="scenario names or files (default: all in "
+              "scenarios/); repeat or comma-separate")] = None,
+          report: Annotated[Path, typer.Option(help="folder for journal.json, junit.xml, "
+                                               "report.html")] = Path("chaos-report"),
+          file: LabFile = Path("lab.yaml")) -> None:
+    """A seeded random sequence of scenarios; exit 1 when any hypothesis failed."""
+    import random
+
+    from lab.chaos import runner, scenario
+
+    names = [n for item in scenarios or [] for n in item.split(",") if n.strip()]
+    chosen = scenario.load_all(names=names or None)
+    if seed is None:
+        seed = random.SystemRandom().randrange(1, 10**6)
+    lab = _open(file)
+    lab.require_up()
+    try:
+        data = runner.chaos(lab, chosen, iterations, seed, report,
+                            note=lambda m: out.print(m, highlight=False))
+    finally:
+        lab.prober.close()
+        lab.close()
+    s = data.get("summary", {})
+    out.print(f"chaos seed {seed}: {s.get('passed', 0)} passed, {s.get('failed', 0)} failed, "
+              f"{s.get('skipped', 0)} skipped; report: {report / 'report.html'}")
+    if runner.failed(data):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app(standalone_mode=True)

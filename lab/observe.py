@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
 from dataclasses import dataclass
 
 from lab.lab import Lab
+from lab.probes import Holding, Timeline
 
 STATS_SOCKET = "/run/haproxy/admin.sock"
 
@@ -65,8 +68,6 @@ def lab_mac(lab: Lab, node: str) -> str:
 
 def wait_vip(lab: Lab, holders: list[str], timeout: float, since: float | None = None) -> float:
     """Wait until exactly ``holders`` carry the VIP; return seconds since ``since``."""
-    import time
-
     from lab.wait import until
 
     t0 = time.monotonic() if since is None else since
@@ -78,8 +79,6 @@ def wait_vip(lab: Lab, holders: list[str], timeout: float, since: float | None =
 def wait_backend(lab: Lab, server: str, up: bool, timeout: float,
                  proxy: str = "k8s-api-server") -> float:
     """Wait until every LB's HAProxy shows ``server`` UP (or DOWN); return the seconds."""
-    import time
-
     from lab.wait import until
 
     t0 = time.monotonic()
@@ -92,3 +91,99 @@ def wait_backend(lab: Lab, server: str, up: bool, timeout: float,
     until(f"{proxy}/{server} {want} on every load balancer", seen, timeout=timeout,
           interval=0.1)
     return time.monotonic() - t0
+
+
+class VipWatch:
+    """Samples every LB's hold on the VIP at the probes' rate, into a Timeline.
+
+    A round trip per sample (~0.17 s over Fabric) cannot keep a 50 ms pace, so each LB
+    runs a small sampling loop of its own and streams one line per sample over one SSH
+    channel. A line carries the node's clock; the stream's smallest (host - node) offset
+    maps it onto this host's monotonic clock, so lines held up by a frozen node or a slow
+    link are placed when they were taken, not when they arrived. A stream that breaks
+    (crashed LB) is reopened until the watch stops; meanwhile that LB has no samples.
+    """
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._conns: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _script(self, interval: float) -> str:
+        iface, vip = self.lab.topo.network.interface, self.lab.vip
+        return ("while :; do "
+                f"n=$(ip -o -4 addr show dev {iface} | grep -c ' {vip}/'); "
+                "echo \"$(date +%s.%N) $n\"; "
+                f"sleep {interval:g}; done")
+
+    def _connect(self, lb: str):  # noqa: ANN202 - a fabric Connection
+        from fabric import Config, Connection
+
+        cfg = Config(runtime_ssh_path=str(self.lab.state.ssh_config))
+        cfg.load_ssh_config()
+        conn = Connection(lb, config=cfg, connect_timeout=2,
+                          connect_kwargs={"allow_agent": False, "look_for_keys": False})
+        conn.open()
+        return conn
+
+    def _follow(self, lb: str, tl: Timeline, interval: float) -> None:
+        offset: float | None = None
+        while not self._stop.is_set():
+            try:
+                conn = self._connect(lb)
+                with self._lock:
+                    self._conns[lb] = conn
+                chan = conn.client.get_transport().open_session()
+                chan.settimeout(None)
+                chan.exec_command(self._script(interval))
+                for line in chan.makefile("r"):
+                    if self._stop.is_set():
+                        break
+                    parts = line.split()
+                    if len(parts) != 2:
+                        continue
+                    node_t = float(parts[0])
+                    now_mono, now_wall = time.monotonic(), time.time()
+                    off = (now_wall - node_t)
+                    offset = off if offset is None else min(offset, off)
+                    tl.holdings.append(Holding(now_mono - (off - offset), lb, parts[1] != "0"))
+            except Exception:  # noqa: BLE001 - an unreachable LB is a gap, not an error
+                pass
+            finally:
+                with self._lock:
+                    conn = self._conns.pop(lb, None)
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+            self._stop.wait(interval * 4)
+
+    def start(self, timeline: Timeline, interval: float) -> None:
+        self._stop.clear()
+        for lb in self.lab.load_balancers:
+            th = threading.Thread(target=self._follow, args=(lb.name, timeline, interval),
+                                  daemon=True, name=f"halab-vipwatch-{lb.name}")
+            th.start()
+            self._threads.append(th)
+        # The first line of each stream: a timeline with holders from its first record on.
+        until_first = time.monotonic() + 5
+        while time.monotonic() < until_first and not {h.lb for h in list(timeline.holdings)} >= {
+                lb.name for lb in self.lab.load_balancers if
+                self.lab.provider.node_state(lb.name) == "running"}:
+            time.sleep(interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            conns = list(self._conns.values())
+        for c in conns:
+            try:
+                c.close()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001
+                pass
+        for th in self._threads:
+            th.join(timeout=3)
+        self._threads.clear()

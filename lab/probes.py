@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -164,28 +165,41 @@ class Prober:
 
     @contextmanager
     def continuous(self, interval: float = 0.05, kinds: tuple[str, ...] = ("api",),
-                   sample: Callable[[], object] | None = None) -> Iterator[Timeline]:
-        """Probe every ``interval`` s in a thread until the block ends; yields the timeline."""
+                   sample: Callable[[], object] | None = None,
+                   watch: Watcher | None = None) -> Iterator[Timeline]:
+        """Probe every ``interval`` s until the block ends; yields the timeline.
+
+        Each kind probes in a thread of its own, so that a kind that hangs until its
+        timeout (a VIP nobody answers for) does not thin out the others' records.
+        ``watch`` (e.g. observe.VipWatch) runs beside the probes and feeds the timeline."""
         tl = Timeline(interval)
         stop = threading.Event()
 
-        def loop() -> None:
+        def loop(kind: str | None) -> None:
             nxt = time.monotonic()
             while not stop.is_set():
-                for k in kinds:
-                    tl.records.append(self.probe(k))
-                if sample is not None:
+                if kind is not None:
+                    tl.records.append(self.probe(kind))
+                elif sample is not None:
                     tl.samples.append((time.monotonic(), sample()))
                 nxt += interval
                 stop.wait(max(0.0, nxt - time.monotonic()))
 
-        th = threading.Thread(target=loop, daemon=True, name="halab-probe")
-        th.start()
+        loops = [*kinds, *([None] if sample is not None else [])]
+        threads = [threading.Thread(target=loop, args=(k,), daemon=True,
+                                    name=f"halab-probe-{k or 'sample'}") for k in loops]
+        if watch is not None:
+            watch.start(tl, interval)
+        for th in threads:
+            th.start()
         try:
             yield tl
         finally:
             stop.set()
-            th.join(timeout=5)
+            for th in threads:
+                th.join(timeout=5)
+            if watch is not None:
+                watch.stop()
 
     def close(self) -> None:
         self.sockets.close()
@@ -202,12 +216,30 @@ class Outage:
         return self.end - self.start
 
 
+class Watcher(Protocol):
+    """Something that samples the lab beside the probes and writes into the timeline."""
+
+    def start(self, timeline: Timeline, interval: float) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Holding:
+    """One sample of one load balancer: does its lab NIC carry the VIP at time t?"""
+
+    t: float
+    lb: str
+    holds: bool
+
+
 @dataclass
 class Timeline:
     interval: float
     records: list[Record] = field(default_factory=list)
     samples: list[tuple[float, object]] = field(default_factory=list)
     marks: list[tuple[float, str]] = field(default_factory=list)
+    holdings: list[Holding] = field(default_factory=list)
 
     def mark(self, label: str) -> float:
         t = time.monotonic()
@@ -224,10 +256,10 @@ class Timeline:
     def failures(self, kind: str = "api", after: float = 0.0) -> list[Record]:
         return [r for r in self.of(kind) if not r.ok and r.t >= after]
 
-    def outage_after(self, t: float, kind: str = "api") -> float:
+    def outage_after(self, t: float, kind: str = "api", until: float | None = None) -> float:
         """What the client lost after a fault at ``t``: from ``t`` to the first good probe
-        after the last failure (0 when no probe failed)."""
-        recs = [r for r in self.of(kind) if r.t >= t]
+        after the last failure (0 when no probe failed). ``until``: ignore later probes."""
+        recs = [r for r in self.of(kind) if r.t >= t and (until is None or r.t < until)]
         bad = [r for r in recs if not r.ok]
         if not bad:
             return 0.0
@@ -235,6 +267,42 @@ class Timeline:
         good_after = [r for r in recs if r.ok and r.t > last_bad.t]
         end = good_after[0].t if good_after else last_bad.t + last_bad.latency
         return end - t
+
+
+    def holders_at(self, t: float, stale: float = 0.5) -> list[str] | None:
+        """The LBs seen holding the VIP at ``t`` (None when no LB was sampled within
+        ``stale`` s: a frozen or crashed LB says nothing)."""
+        last: dict[str, Holding] = {}
+        for h in self.holdings:
+            if h.t > t:
+                break
+            last[h.lb] = h
+        fresh = [h for h in last.values() if t - h.t <= stale]
+        if not fresh:
+            return None
+        return sorted(h.lb for h in fresh if h.holds)
+
+    def to_dict(self, t0: float = 0.0) -> dict:
+        """Plain data (times relative to ``t0``) for the chaos journal and report."""
+        return {
+            "interval": self.interval,
+            "records": [{"t": round(r.t - t0, 4), "kind": r.kind, "ok": r.ok,
+                         "latency": round(r.latency, 4), "error": r.error, "status": r.status,
+                         "master": r.master, "via": r.via} for r in list(self.records)],
+            "holdings": [{"t": round(h.t - t0, 4), "lb": h.lb, "holds": h.holds}
+                         for h in list(self.holdings)],
+            "marks": [{"t": round(t - t0, 4), "label": label} for t, label in self.marks],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Timeline:
+        tl = cls(d["interval"])
+        tl.records = [Record(r["t"], r["kind"], r["ok"], r["latency"], r.get("error", ""),
+                             r.get("status"), r.get("master"), r.get("via"))
+                      for r in d.get("records", [])]
+        tl.holdings = [Holding(h["t"], h["lb"], h["holds"]) for h in d.get("holdings", [])]
+        tl.marks = [(m["t"], m["label"]) for m in d.get("marks", [])]
+        return tl
 
 
 def compute_outages(records: list[Record]) -> list[Outage]:
