@@ -8,6 +8,7 @@ leaves from this host's own namespace.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import os
 import queue
@@ -152,6 +153,12 @@ class Prober:
         except (OSError, ssl.SSLError, ConnectionError, ValueError) as e:
             return Record(t0, kind, False, time.monotonic() - t0, f"{type(e).__name__}: {e}")
 
+    def with_timeout(self, timeout: float) -> Prober:
+        """The same prober with another budget per probe (sharing its client sockets)."""
+        other = copy.copy(self)
+        other.timeout = timeout
+        return other
+
     def get(self, path: str, port: int = 6443) -> tuple[int, dict[str, str], bytes]:
         """One HTTPS GET through the VIP, raising on any failure (for assertions)."""
         raw = self._connect(port, 5)
@@ -268,6 +275,14 @@ class Timeline:
         end = good_after[0].t if good_after else last_bad.t + last_bad.latency
         return end - t
 
+
+    def held_alone_from(self, lb: str, after: float, stale: float = 0.5) -> float | None:
+        """When ``lb`` was first seen as the only holder of the VIP after ``after`` (the
+        node's own sampling clock, not when a poll happened to ask)."""
+        for h in sorted(self.holdings, key=lambda h: h.t):
+            if h.t >= after and h.lb == lb and h.holds and self.holders_at(h.t, stale) == [lb]:
+                return h.t
+        return None
 
     def holders_at(self, t: float, stale: float = 0.5) -> list[str] | None:
         """The LBs seen holding the VIP at ``t`` (None when no LB was sampled within

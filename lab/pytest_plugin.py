@@ -17,8 +17,6 @@ from lab.probes import Prober
 
 # Measured outages, printed at the end of the run (and kept as user properties).
 _MEASURED: list[tuple[str, str, float, str]] = []
-# How long a lab may take to settle after `up` or after a test's clean-up.
-SETTLE_S = 30.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,7 +44,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
             made = True
         else:
             faults.restore(the_lab)
-        faults.wait_steady(the_lab, SETTLE_S)
+        faults.wait_steady(the_lab, the_lab.provider.settle_s)
     except HalabError as e:
         _fail(e)
     try:
@@ -63,12 +61,12 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 def steady(lab: Lab) -> Iterator[Lab]:
     """For disruptive tests: the lab is steady before the test, and made steady after it."""
     try:
-        faults.wait_steady(lab, SETTLE_S)
+        faults.wait_steady(lab, lab.provider.settle_s)
     except HalabError as e:
         _fail(e)
     yield lab
     faults.restore(lab)
-    faults.wait_steady(lab, SETTLE_S)
+    faults.wait_steady(lab, lab.provider.settle_s)
 
 
 @pytest.fixture

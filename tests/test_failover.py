@@ -14,6 +14,17 @@ import pytest
 from lab import faults, observe, timing
 
 pytestmark = [pytest.mark.needs_lab]
+# Observing the VIP over SSH takes a round trip per LB (slow on emulated VMs): waits get this
+# much extra room, while the assertions use the LBs' own sampling clocks (VipWatch).
+OBSERVE_SLACK_S = 10.0
+
+
+def _moved(lab, tl, to: str, since: float, bound) -> float:
+    """Wait until ``to`` alone holds the VIP; return when it did, by the LBs' own samples."""
+    observe.wait_vip(lab, [to], bound.with_margin + OBSERVE_SLACK_S, since=since)
+    at = tl.held_alone_from(to, since)
+    assert at is not None, f"no sample showed {to} alone holding the VIP"
+    return at - since
 
 
 @pytest.fixture
@@ -37,10 +48,10 @@ def test_haproxy_crash_moves_vip_to_backup(steady, probe, lbs, report_outage):
     if not timing.haproxy_crash_fails_over(lab.topo):
         pytest.skip("this lab's check weights never let the backup outrank the master")
     bound = timing.haproxy_crash(lab.topo)
-    with probe.continuous() as tl:
+    with probe.continuous(watch=observe.VipWatch(lab)) as tl:
         t_kill = tl.mark(f"SIGKILL haproxy on {master}")
         faults.kill(lab, master, "haproxy", signal.SIGKILL)
-        took = observe.wait_vip(lab, [backup], bound.with_margin, since=t_kill)
+        took = _moved(lab, tl, backup, t_kill, bound)
         time.sleep(0.5)  # let the client see the new holder a few times
     outage = tl.outage_after(t_kill)
     report_outage(f"haproxy SIGKILL on {master}", outage, str(bound))
@@ -59,17 +70,23 @@ def test_haproxy_return_preempts_vip_back(steady, probe, lbs, report_outage):
     if not timing.haproxy_crash_fails_over(lab.topo):
         pytest.skip("this lab's check weights never let the backup outrank the master")
     faults.kill(lab, master, "haproxy")
-    observe.wait_vip(lab, [backup], timing.haproxy_crash(lab.topo).with_margin)
+    observe.wait_vip(lab, [backup], timing.haproxy_crash(lab.topo).with_margin + OBSERVE_SLACK_S)
     bound = timing.preempt_back(lab.topo)
-    with probe.continuous() as tl:
+    # A client that allows a connection 3 s: one lost SYN (sent to the old holder in the
+    # instant between its giving the VIP up and the new holder's gratuitous ARP) is
+    # retransmitted after 1 s and lands; seen on emulated VMs, never on the embedded lab.
+    patient = probe.with_timeout(3.0)
+    with patient.continuous(watch=observe.VipWatch(lab)) as tl:
         t_back = tl.mark(f"haproxy back on {master}")
         faults.start(lab, master, "haproxy")
-        took = observe.wait_vip(lab, [master], bound.with_margin, since=t_back)
+        took = _moved(lab, tl, master, t_back, bound)
         time.sleep(0.5)
-    report_outage(f"haproxy back on {master} (preempt)", tl.outage_after(t_back), str(bound))
+    slowest = max(r.latency for r in tl.of())
+    report_outage(f"haproxy back on {master} (preempt; slowest connect {slowest:.2f} s)",
+                  tl.outage_after(t_back), str(bound))
     assert took <= bound.with_margin
-    # New connections never notice a preemption: the old holder forwards until the new one
-    # has the VIP, and both LBs reach every master.
+    # New connections keep working through a preemption: the old holder forwards until the
+    # new one has the VIP, and both LBs reach every master.
     assert tl.failures(after=t_back) == []
     assert probe.probe("api").via == lab.node(master).address
 
@@ -79,10 +96,10 @@ def test_keepalived_stop_fails_over_fast(steady, probe, lbs, report_outage):
     lab = steady
     master, backup = lbs
     bound = timing.keepalived_stop(lab.topo)
-    with probe.continuous() as tl:
+    with probe.continuous(watch=observe.VipWatch(lab)) as tl:
         t_stop = tl.mark(f"SIGTERM keepalived on {master}")
         faults.kill(lab, master, "keepalived", signal.SIGTERM)
-        took = observe.wait_vip(lab, [backup], bound.with_margin, since=t_stop)
+        took = _moved(lab, tl, backup, t_stop, bound)
         time.sleep(0.3)
     outage = tl.outage_after(t_stop)
     report_outage(f"keepalived SIGTERM on {master}", outage, str(bound))
@@ -98,7 +115,7 @@ def test_client_arp_entry_follows_the_vip(steady, probe, lbs):
     assert probe.probe("api").ok
     assert observe.neighbour_mac(lab, lab.vip) == observe.lab_mac(lab, master)
     faults.kill(lab, master, "keepalived", signal.SIGTERM)
-    observe.wait_vip(lab, [backup], timing.keepalived_stop(lab.topo).with_margin)
+    observe.wait_vip(lab, [backup], timing.keepalived_stop(lab.topo).with_margin + OBSERVE_SLACK_S)
     assert probe.probe("api").ok
     # The new holder's gratuitous ARP, not a timeout of the old entry, moved the client.
     assert observe.neighbour_mac(lab, lab.vip) == observe.lab_mac(lab, backup)
@@ -109,10 +126,10 @@ def test_master_lb_link_cut_fails_over(steady, probe, lbs, report_outage):
     lab = steady
     master, backup = lbs
     bound = timing.node_crash(lab.topo)
-    with probe.continuous() as tl:
+    with probe.continuous(watch=observe.VipWatch(lab)) as tl:
         t_cut = tl.mark(f"link of {master} cut")
         faults.link_down(lab, master)
-        until_backup = observe.wait_vip(lab, [backup], bound.with_margin, since=t_cut)
+        until_backup = _moved(lab, tl, backup, t_cut, bound)
         time.sleep(0.5)
     outage = tl.outage_after(t_cut)
     report_outage(f"link of {master} cut", outage, str(bound))
@@ -126,10 +143,10 @@ def test_master_lb_crash_fails_over(steady, probe, lbs, report_outage):
     lab = steady
     master, backup = lbs
     bound = timing.node_crash(lab.topo)
-    with probe.continuous() as tl:
+    with probe.continuous(watch=observe.VipWatch(lab)) as tl:
         t_crash = tl.mark(f"{master} crashed")
         faults.crash(lab, master)
-        took = observe.wait_vip(lab, [backup], bound.with_margin, since=t_crash)
+        took = _moved(lab, tl, backup, t_crash, bound)
         time.sleep(0.5)
     outage = tl.outage_after(t_crash)
     report_outage(f"{master} crash (power cut)", outage, str(bound))

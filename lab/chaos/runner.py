@@ -212,7 +212,7 @@ def run_scenario(lab: Lab, scenario: Scenario, index: int = 0,
     started = time.monotonic()
     note(f"[{index}] {scenario.name}: {scenario.title}")
     try:
-        faults.wait_steady(lab, SETTLE_MIN_S)
+        faults.wait_steady(lab, max(SETTLE_MIN_S, lab.provider.settle_s))
     except HalabError:
         pass  # the hypothesis below says what is wrong
     run.before = check_hypothesis(lab, scenario)
@@ -243,7 +243,7 @@ def run_scenario(lab: Lab, scenario: Scenario, index: int = 0,
         for w in run.windows:
             w.end = w.end if w.end is not None else player.rel(time.monotonic())
         try:
-            faults.wait_steady(lab, SETTLE_MIN_S)
+            faults.wait_steady(lab, max(SETTLE_MIN_S, lab.provider.settle_s))
         except HalabError as e:
             run.problems.append(f"the rollbacks did not bring the lab back: {e}")
         time.sleep(TAIL_S)
@@ -297,7 +297,7 @@ def _recover(lab: Lab, run: Run, note: Progress) -> None:
         run.restored = faults.restore(lab)
         if run.restored:
             note(f"  restored: {', '.join(run.restored)}")
-        faults.wait_steady(lab, SETTLE_MIN_S)
+        faults.wait_steady(lab, max(SETTLE_MIN_S, lab.provider.settle_s))
     except HalabError as e:
         run.problems.append(f"could not restore the lab afterwards: {e}")
 

@@ -23,6 +23,9 @@ def _quiet(_: str) -> None:
 
 class Provider(abc.ABC):
     name: ClassVar[str]
+    # How long the lab may take to get back to steady state after a fault is undone: the
+    # slowest undo is booting a crashed node.
+    settle_s: ClassVar[float] = 30.0
 
     def __init__(self, topo: Topology, state: LabState) -> None:
         self.topo = topo

@@ -50,6 +50,7 @@ VIR_DOMAIN_RUNNING, VIR_DOMAIN_PAUSED = 1, 3
 
 class VagrantProvider(Provider):
     name = "vagrant"
+    settle_s = 300.0  # a crashed VM boots again in ~60 s under TCG, then its daemons start
 
     # -- places --------------------------------------------------------------------------
     @property
