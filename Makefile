@@ -5,15 +5,19 @@ VENV     ?= .venv
 LAB      ?= lab.yaml
 PROVIDER ?= netns
 PYTEST_ARGS ?=
+# On VMs: the failover and API server suites (the rest exercises the embedded lab itself).
+VM_TESTS ?= tests/unit tests/test_failover.py tests/test_apiserver.py
 
 HALAB  := $(VENV)/bin/halab
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup lab-up lab-down lab-status demo test test-unit lint clean help
+.PHONY: setup setup-vagrant box lab-up lab-down lab-status demo test test-unit lint clean help
 
 help:
 	@echo "make demo        lab up, kill HAProxy on lb01, watch the VIP move (does all set-up)"
 	@echo "make test        the whole pytest suite (does all set-up)"
+	@echo "make test PROVIDER=vagrant   the failover suite on libvirt VMs (builds the box)"
+	@echo "make box         the offline Debian 12 vagrant box"
 	@echo "make lab-up | lab-status | lab-down | clean"
 	@echo "make test-unit   the tests that need no root and no lab"
 	@echo "make lint        ruff"
@@ -28,7 +32,16 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $@
 
-lab-up: setup
+# The VM provider: Debian's vagrant, vagrant-libvirt, libvirt and qemu, and the Python side.
+setup-vagrant: $(VENV)/.installed
+	@scripts/setup-debian.sh vagrant
+	$(VENV)/bin/pip install -q -e '.[dev,vagrant]'
+
+# An offline Debian 12 box (debootstrap, no download), added to vagrant as halab/debian12.
+box: setup-vagrant
+	box/build.sh
+
+lab-up: $(if $(filter vagrant,$(PROVIDER)),box,setup)
 	$(HALAB) up -f $(LAB) --provider $(PROVIDER)
 
 lab-down: $(VENV)/.installed
@@ -40,8 +53,9 @@ lab-status: $(VENV)/.installed
 demo: setup
 	$(HALAB) demo -f $(LAB)
 
-test: setup
-	$(PYTEST) --lab-file $(LAB) --lab-provider $(PROVIDER) $(PYTEST_ARGS)
+test: $(if $(filter vagrant,$(PROVIDER)),box,setup)
+	$(PYTEST) --lab-file $(LAB) --lab-provider $(PROVIDER) $(PYTEST_ARGS) \
+	    $(if $(filter vagrant,$(PROVIDER)),$(VM_TESTS))
 
 test-unit: $(VENV)/.installed
 	$(PYTEST) tests/unit $(PYTEST_ARGS)

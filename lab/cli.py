@@ -68,18 +68,20 @@ def clean(file: LabFile = Path("lab.yaml"),
           all_labs: Annotated[bool, typer.Option("--all", help="every halab lab on this "
                                                  "machine, whatever its name")] = False) -> None:
     """Remove everything a lab left behind, even after a crash: namespaces, processes, files."""
-    from lab.lab import provider_class
+    from lab.lab import clean_prefix
     from lab.system import require_root
 
     require_root("halab clean")
     if all_labs:
-        removed = provider_class("netns").clean("halab-")
+        removed = clean_prefix("halab-")
         for d in Path(".halab").glob("*") if Path(".halab").exists() else []:
+            if d.name == "box":
+                continue  # the built vagrant box is not a lab: `make box` made it
             _rm(d)
             removed.append(str(d))
     else:
         lab = _open(file)
-        removed = provider_class("netns").clean(lab.topo.prefix)
+        removed = clean_prefix(lab.topo.prefix)
         if lab.state.dir.exists():
             removed.append(str(lab.state.dir))
             lab.state.remove()

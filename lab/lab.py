@@ -36,6 +36,14 @@ def provider_class(name: str) -> type[Provider]:
     raise HalabError(f"unknown provider '{name}'; choose one of {', '.join(PROVIDERS)}")
 
 
+def clean_prefix(prefix: str) -> list[str]:
+    """What every provider finds of labs named with ``prefix``, removed without state."""
+    removed = []
+    for name in ("netns", "vagrant"):
+        removed += provider_class(name).clean(prefix)
+    return removed
+
+
 class Lab:
     def __init__(self, topo: Topology, root: Path, provider: str | None = None) -> None:
         self.topo = topo

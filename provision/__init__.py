@@ -47,6 +47,11 @@ def provision(topo: Topology, state: LabState, nodes: Iterable[Node],
         for stage in stages:
             for node, change in zip(stage, pool.map(one, stage), strict=True):
                 changes[node.name] = change
+    if topo.kubernetes.control_plane == "kubeadm":
+        # After the load balancers: the joining masters reach the first one through the VIP.
+        from provision import kubeadm
+
+        kubeadm.apply(topo, [n for n in managed if n.has(Role.CONTROL_PLANE)], progress)
     return [changes[n.name] for n in managed]
 
 

@@ -11,6 +11,7 @@ endpoint and `--upload-certs`, then join the others with `--control-plane
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.topology import Node, Topology
@@ -94,3 +95,21 @@ def parse_init_output(out: str) -> tuple[str, str, str]:
     ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
     cert_key = words[words.index("--certificate-key") + 1]
     return token, ca_hash, cert_key
+
+
+def apply(topo: Topology, masters: list, progress: Callable[[str], None]) -> None:
+    """Run the sequence on the masters (Nodes), stopping at the first failure."""
+    by_name = {m.name: m for m in masters}
+    first = by_name[topo.control_planes[0].name]
+    for m in masters:
+        m.put(KUBEADM_CONFIG, kubeadm_config(topo, m.spec), 0o600)
+        for step in install_steps(topo, m.spec):
+            progress(f"{m.name}: {step.why}")
+            m.check_output(step.command)
+    if first.run("test -f /etc/kubernetes/admin.conf").ok:
+        return  # initialised earlier: kubeadm init is not idempotent
+    progress(f"{first.name}: kubeadm init (endpoint {topo.vip}:6443)")
+    token, ca_hash, cert_key = parse_init_output(first.check_output(init_step(topo).command))
+    for spec in topo.control_planes[1:]:
+        progress(f"{spec.name}: kubeadm join --control-plane")
+        by_name[spec.name].check_output(join_step(topo, spec, token, ca_hash, cert_key).command)

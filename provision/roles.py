@@ -109,6 +109,8 @@ ROLES: dict[Role, Callable[[Topology, Node, LabPki], list[Service]]] = {
 def services_for(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
     out: list[Service] = []
     for role, make in ROLES.items():
+        if role is Role.CONTROL_PLANE and topo.kubernetes.control_plane == "kubeadm":
+            continue  # a real control plane: provision.kubeadm, not a stand-in
         if node.has(role):
             out += make(topo, node, pki)
     return out

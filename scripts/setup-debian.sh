@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages halab needs, once: a no-op when all are present.
-# Usage: scripts/setup-debian.sh [vagrant]   (as root)
+# Usage: scripts/setup-debian.sh [vagrant]   (as root; `vagrant` adds the VM provider's)
 set -euo pipefail
 
 packages=(
@@ -10,6 +10,13 @@ packages=(
   netcat-openbsd psmisc procps openssl      # ProxyCommand, killall -0 (the guide's check), ps, certs
   python3 python3-venv make
 )
+if [ "${1:-}" = vagrant ]; then
+  packages+=(
+    vagrant vagrant-libvirt                 # the VM provider
+    libvirt-daemon-system qemu-system-x86 qemu-utils
+    libvirt-dev pkg-config gcc python3-dev  # libvirt-python builds against Debian's libvirt
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

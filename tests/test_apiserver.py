@@ -127,3 +127,17 @@ def test_lb_configs_in_place(lb_host, lab):
     assert ka.contains(f"{lab.vip} dev {lab.topo.network.interface}")
     assert lb_host.run("haproxy -c -q -f /etc/haproxy/haproxy.cfg").rc == 0
     assert lb_host.run("keepalived -t -f /etc/keepalived/keepalived.conf").rc == 0
+
+
+def test_deployed_configs_are_byte_identical_to_the_render(lab):
+    """Every provider deploys the same bytes for the same lab.yaml: the configs on the
+    nodes are exactly what provision/ renders from the topology, whatever the nodes are."""
+    from provision import render
+
+    want = {render.HAPROXY_CFG: render.haproxy_cfg(lab.topo)}
+    for lb in lab.load_balancers:
+        got = {p: lb.read(p) for p in want}
+        assert got == want, f"{lb.name}'s haproxy.cfg differs from the render"
+        assert lb.read(render.KEEPALIVED_CONF) == render.keepalived_conf(lab.topo, lb.spec)
+    for m in lab.masters:
+        assert m.read(render.APISERVER_CONF) == render.apiserver_conf(lab.topo, m.spec)

@@ -276,8 +276,6 @@ class VagrantProvider(Provider):
             self.state.update(phase="down")
 
     def _teardown(self) -> None:
-        if self.mode == "system":
-            self._undefine_system(self.topo.prefix)
         self.clean(self.topo.prefix)
         shutil.rmtree(self.dir / "libvirt", ignore_errors=True)
         shutil.rmtree(self.dir / "pool", ignore_errors=True)
@@ -326,7 +324,7 @@ class VagrantProvider(Provider):
         """The isolated host is a namespace of the lab's: killing its processes (libvirtd,
         qemu, dnsmasq, vagrant) and deleting it removes every VM; its libvirt state lives in
         the lab's folder, which `halab clean` deletes."""
-        removed = []
+        removed = cls._undefine_system(prefix)
         for ns in netns_list():
             if ns.startswith(prefix) and ns.endswith("-host"):
                 remove_netns(ns)
