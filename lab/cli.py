@@ -56,6 +56,20 @@ def up(file: LabFile = Path("lab.yaml"), provider: ProviderOpt = None) -> None:
 
 
 @app.command()
+def provision(file: LabFile = Path("lab.yaml")) -> None:
+    """Apply lab.yaml's configuration again: changed files are validated, written, and only
+    their daemons restarted (a lab as deployed changes nothing)."""
+    lab = _open(file)
+    lab.require_up()
+    for change in lab.provision(lambda m: out.log(m, highlight=False)):
+        what = (", ".join(change.changed_files) or "no change")
+        out.print(f"{change.node}: {what}" + (f"; restarted {', '.join(change.restarted)}"
+                                              if change.restarted else "")
+                  + (f"; started {', '.join(change.started)}" if change.started else ""))
+    lab.close()
+
+
+@app.command()
 def down(file: LabFile = Path("lab.yaml")) -> None:
     """Remove the lab's nodes and daemons (keys, CA and logs stay until `clean`)."""
     lab = _open(file)

@@ -42,7 +42,9 @@ class Unit:
         return (
             "[Unit]\n"
             f"Description={self.description or self.name} (halab)\n"
-            "After=network-online.target\n\n"
+            # Not before the lab NIC has its address: keepalived binds its unicast source
+            # once at start and never retries (seen after a VM's power cut).
+            "Wants=network-online.target\nAfter=network-online.target\n\n"
             "[Service]\n"
             f"ExecStart={shlex.join(self.argv)}\n"
             + (f"RuntimeDirectory={dirs}\nRuntimeDirectoryPreserve=yes\n" if dirs else "")

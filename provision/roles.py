@@ -134,8 +134,10 @@ def apply(topo: Topology, node: Node, pki: LabPki, rendered: Path | None = None)
         if rendered is not None:
             keep_copy(rendered, svc)
         written = node.put_many((f.path, f.content, f.mode) for f in svc.files)
+        if node.services.install(svc.unit):
+            written.append(f"(unit {svc.unit.name})")
         change.changed_files += written
-        touched = node.services.install(svc.unit) or bool(written)
+        touched = bool(written)
         running = node.services.status(svc.unit.name).active
         if running and not touched:
             continue
