@@ -127,3 +127,19 @@ def backend_up(topo: Topology) -> Bound:
     c = topo.haproxy.check
     return Bound(c.inter_ms * (c.rise + 1) / 1000,
                  f"inter {c.inter_ms} ms x (rise {c.rise} + the check in flight)")
+
+
+def vrrp_heal(topo: Topology) -> Bound:
+    """A partition heals: the lower-priority holder yields to the first higher-priority
+    advert it receives, and the winner's next advert (with gratuitous ARP) follows."""
+    k = topo.keepalived
+    return Bound(2 * k.advert_int, f"two advert_int of {k.advert_int:g} s")
+
+
+def backend_vanished(topo: Topology) -> Bound:
+    """A master vanishes (crash, cable): no RST, every check waits out its timeout. With no
+    `timeout check` in the config HAProxy times a check out after `inter` and starts the
+    next one `inter` later: the phase, then fall x (timeout + inter) minus the last wait."""
+    c = topo.haproxy.check
+    return Bound(c.inter_ms * 2 * c.fall / 1000,
+                 f"inter {c.inter_ms} ms x 2 x fall {c.fall} (checks time out, not refused)")
