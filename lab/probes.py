@@ -96,6 +96,13 @@ class Record:
     status: int | None = None
     master: str | None = None  # the node that answered
     via: str | None = None  # the address the answering node saw: the forwarding LB
+    # Where a failed probe broke: "connect" (no TCP connection: nobody answers for the VIP)
+    # or "exchange" (connected, then TLS or HTTP broke: an established connection reset).
+    stage: str = ""
+
+    @property
+    def refused_new_connection(self) -> bool:
+        return not self.ok and self.stage == "connect"
 
 
 def _http(sock: socket.socket, host: str, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -138,12 +145,16 @@ class Prober:
               timeout: float | None = None) -> Record:
         timeout = self.timeout if timeout is None else timeout
         t0 = time.monotonic()
+        port = {"api": 6443, "tcp": 6443, "https": 443, "http": 80}[kind]
         try:
-            if kind == "tcp":
-                self._connect(6443, timeout).close()
-                return Record(t0, kind, True, time.monotonic() - t0)
-            port = {"api": 6443, "https": 443, "http": 80}[kind]
             raw = self._connect(port, timeout)
+        except OSError as e:
+            return Record(t0, kind, False, time.monotonic() - t0, f"{type(e).__name__}: {e}",
+                          stage="connect")
+        if kind == "tcp":
+            raw.close()
+            return Record(t0, kind, True, time.monotonic() - t0)
+        try:
             sock = (self.tls.wrap_socket(raw, server_hostname=self.vip) if port != 80 else raw)
             with sock:
                 status, headers, _ = _http(sock, self.vip, path if kind == "api" else "/")
@@ -151,7 +162,9 @@ class Prober:
                           "" if status < 300 else f"HTTP {status}", status,
                           headers.get("x-halab-node"), headers.get("x-halab-peer"))
         except (OSError, ssl.SSLError, ConnectionError, ValueError) as e:
-            return Record(t0, kind, False, time.monotonic() - t0, f"{type(e).__name__}: {e}")
+            raw.close()
+            return Record(t0, kind, False, time.monotonic() - t0, f"{type(e).__name__}: {e}",
+                          stage="exchange")
 
     def with_timeout(self, timeout: float) -> Prober:
         """The same prober with another budget per probe (sharing its client sockets)."""
@@ -276,7 +289,7 @@ class Timeline:
         return end - t
 
 
-    def held_alone_from(self, lb: str, after: float, stale: float = 0.5) -> float | None:
+    def held_alone_from(self, lb: str, after: float, stale: float | None = None) -> float | None:
         """When ``lb`` was first seen as the only holder of the VIP after ``after`` (the
         node's own sampling clock, not when a poll happened to ask)."""
         for h in sorted(self.holdings, key=lambda h: h.t):
@@ -284,15 +297,25 @@ class Timeline:
                 return h.t
         return None
 
-    def holders_at(self, t: float, stale: float = 0.5) -> list[str] | None:
-        """The LBs seen holding the VIP at ``t`` (None when no LB was sampled within
-        ``stale`` s: a frozen or crashed LB says nothing)."""
+    def sample_gap(self, lb: str) -> float:
+        """How often ``lb`` was sampled (median gap): 50 ms on the embedded lab, several
+        times that on an emulated VM, where each sample costs a process or two."""
+        ts = sorted(h.t for h in self.holdings if h.lb == lb)
+        gaps = sorted(b - a for a, b in zip(ts, ts[1:], strict=False))
+        return gaps[len(gaps) // 2] if gaps else self.interval
+
+    def holders_at(self, t: float, stale: float | None = None) -> list[str] | None:
+        """The LBs seen holding the VIP at ``t`` (None when no LB was sampled recently: a
+        frozen or crashed LB says nothing). A sample is recent within ``stale`` s, by
+        default four of that LB's sampling gaps (at least 0.5 s)."""
         last: dict[str, Holding] = {}
         for h in self.holdings:
             if h.t > t:
                 break
             last[h.lb] = h
-        fresh = [h for h in last.values() if t - h.t <= stale]
+        limit = {lb: stale if stale is not None else max(0.5, 4 * self.sample_gap(lb))
+                 for lb in last}
+        fresh = [h for h in last.values() if t - h.t <= limit[h.lb]]
         if not fresh:
             return None
         return sorted(h.lb for h in fresh if h.holds)
