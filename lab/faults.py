@@ -462,6 +462,10 @@ def problems(lab: Lab) -> list[str]:
     want = lab.topo.master_lb.name
     if holders != [want]:
         found.append(f"the VIP is on {', '.join(holders) or 'no LB'}, not on {want} alone")
+    else:
+        mac = observe.neighbour_mac(lab, lab.vip)
+        if mac is not None and mac != observe.lab_mac(lab, want):
+            found.append(f"the client sends the VIP's packets to {mac}, not to {want}")
     for lb in lab.load_balancers:
         for b in observe.backends(lab, lb.name):
             if not b.up:

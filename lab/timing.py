@@ -143,3 +143,25 @@ def backend_vanished(topo: Topology) -> Bound:
     c = topo.haproxy.check
     return Bound(c.inter_ms * 2 * c.fall / 1000,
                  f"inter {c.inter_ms} ms x 2 x fall {c.fall} (checks time out, not refused)")
+
+
+# Linux's neighbour defaults (net.ipv4.neigh.*): an entry stays REACHABLE for a random
+# 0.5-1.5 x base_reachable_time after its last confirmation, waits delay_first_probe_time
+# as STALE/DELAY, then sends ucast_solicit probes retrans_time apart before it asks anew.
+NEIGH_BASE_REACHABLE_S = 30.0
+NEIGH_DELAY_FIRST_PROBE_S = 5.0
+NEIGH_UCAST_PROBES = 3
+NEIGH_RETRANS_S = 1.0
+
+
+def arp_after_heal(topo: Topology) -> Bound:
+    """A split brain heals: the LB that stayed MASTER does not change state, so it sends no
+    gratuitous ARP of its own accord; a client whose entry points at the other LB follows
+    at the next refresh (garp_master_refresh) or when its own ARP entry expires."""
+    refresh = topo.keepalived.garp_master_refresh
+    if refresh is not None:
+        return Bound(float(refresh), f"garp_master_refresh {refresh} s")
+    worst = (1.5 * NEIGH_BASE_REACHABLE_S + NEIGH_DELAY_FIRST_PROBE_S
+             + NEIGH_UCAST_PROBES * NEIGH_RETRANS_S)
+    return Bound(worst, "no garp_master_refresh: the client's ARP entry expires (1.5 x 30 s "
+                 "reachable + 5 s delay + 3 x 1 s probes)")

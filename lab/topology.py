@@ -95,6 +95,10 @@ class Keepalived(_Strict):
     vrrp_version: Literal[2, 3] = 2
     auth_pass: Annotated[str, Field(min_length=1, max_length=8)] | None = "1111"
     check: VrrpCheck = VrrpCheck()
+    # Gratuitous ARP from the MASTER every N s (keepalived's garp_master_refresh). The guide
+    # has none: after a split brain heals, nothing makes the client forget the other LB's
+    # MAC until its ARP entry expires (see lab.timing.arp_after_heal).
+    garp_master_refresh: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _version_rules(self) -> Keepalived:

@@ -22,6 +22,7 @@ BOUNDS: dict[str, Callable[[Topology], Bound]] = {
     "backend_up": timing.backend_up,
     "backend_vanished": timing.backend_vanished,
     "vrrp_heal": timing.vrrp_heal,
+    "arp_after_heal": timing.arp_after_heal,
 }
 # `none`: the configuration promises no failed probe at all.
 NONE = "none"

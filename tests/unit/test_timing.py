@@ -54,3 +54,14 @@ def test_preempt_back_waits_check_and_master_down(default_topo):
 def test_haproxy_backend_bounds(default_topo):
     assert timing.backend_down(default_topo).seconds == pytest.approx(8.0)
     assert timing.backend_up(default_topo).seconds == pytest.approx(6.0)
+
+
+def test_arp_after_heal_follows_garp_refresh_or_the_neighbour_timers(default_text):
+    from provision import render
+
+    guide = topology.parse(default_text)
+    assert timing.arp_after_heal(guide).seconds == pytest.approx(45 + 5 + 3)
+    refreshed = topology.parse(default_text.replace('auth_pass: "1111"',
+                                                    'auth_pass: "1111"\n  garp_master_refresh: 5'))
+    assert timing.arp_after_heal(refreshed).seconds == 5
+    assert "  garp_master_refresh 5\n" in render.keepalived_conf(refreshed, refreshed.node("lb01"))
