@@ -39,7 +39,7 @@ def test_split_brain_is_detected_and_heals_to_one_holder(steady, report_outage):
     # Healed: exactly one holder, and the client's ARP entry points at it.
     assert observe.vip_holders(lab) == [master]
     assert observe.neighbour_mac(lab, lab.vip) == observe.lab_mac(lab, master)
-    report_outage("split brain (partition lb01<->lb02)", run.outages["api"],
+    report_outage("split brain heal (partition lb01<->lb02)", run.outages["api (windows)"],
                   next(e["why"] for e in run.expected if e["kind"] == "api"))
 
 

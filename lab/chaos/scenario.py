@@ -130,6 +130,10 @@ class Hypothesis(_Strict):
 class OutageExpectation(_Strict):
     kind: Literal["tcp", "api", "http", "https"] = "api"
     bound: str  # a bound name or `none`
+    # since-fault: from the first fault to the first good probe after the last failure.
+    # windows: the failure windows added up, for a method whose outage, if any, comes late
+    # (a split brain costs nothing while partitioned; its heal may).
+    measure: Literal["since-fault", "windows"] = "since-fault"
 
     @model_validator(mode="after")
     def _known(self) -> OutageExpectation:
