@@ -463,6 +463,11 @@ def problems(lab: Lab) -> list[str]:
     if holders != [want]:
         found.append(f"the VIP is on {', '.join(holders) or 'no LB'}, not on {want} alone")
     else:
+        # A connection from the client first: it is part of steady, and its packets are what
+        # moves a stale ARP entry along (delay, probe, ask anew) after a split brain's heal.
+        r = lab.prober.probe("tcp")
+        if not r.ok:
+            found.append(f"the client cannot connect to {lab.vip}:6443 ({r.error})")
         mac = observe.neighbour_mac(lab, lab.vip)
         if mac is not None and mac != observe.lab_mac(lab, want):
             found.append(f"the client sends the VIP's packets to {mac}, not to {want}")

@@ -73,7 +73,7 @@ class NetnsProvider(Provider):
     name = "netns"
     # A split brain's heal may leave the client's ARP entry on the other LB until it
     # expires (lab.timing.arp_after_heal, 53 s with Linux's defaults).
-    settle_s = 60.0
+    settle_s = 90.0
 
     # -- names -----------------------------------------------------------------------------
     def ns(self, node: str) -> str:
