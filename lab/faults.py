@@ -9,9 +9,8 @@ scenarios; the plain functions below it are what tests call directly.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from lab import observe
@@ -66,16 +65,6 @@ def restart(lab: Lab, node: str, service: str) -> None:
     lab.node(node).services.restart(service)
 
 
-@contextmanager
-def killed(lab: Lab, node: str, service: str,
-           sig: signal.Signals = signal.SIGKILL) -> Iterator[None]:
-    kill(lab, node, service, sig)
-    try:
-        yield
-    finally:
-        start(lab, node, service)
-
-
 # -- machines and links ------------------------------------------------------------------
 def crash(lab: Lab, node: str) -> None:
     """Power cut: the node's link drops and every process of it is gone at once."""
@@ -118,15 +107,6 @@ def link_down(lab: Lab, node: str) -> None:
 
 def link_up(lab: Lab, node: str) -> None:
     lab.provider.link_up(node)
-
-
-@contextmanager
-def link_cut(lab: Lab, node: str) -> Iterator[None]:
-    link_down(lab, node)
-    try:
-        yield
-    finally:
-        link_up(lab, node)
 
 
 # -- the network, from inside the nodes (any provider) -----------------------------------

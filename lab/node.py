@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lab.errors import CommandError
 from lab.services import ServiceManager
@@ -132,7 +132,3 @@ class Node:
 
     def close(self) -> None:
         self.transport.close()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "address": self.address,
-                "roles": [r.value for r in self.roles]}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from lab.lab import Lab
 from lab.probes import Holding, Timeline
+from lab.transport import fabric_connection
 
 STATS_SOCKET = "/run/haproxy/admin.sock"
 
@@ -121,12 +122,8 @@ class VipWatch:
                 f"sleep {interval:g}; done")
 
     def _connect(self, lb: str):  # noqa: ANN202 - a fabric Connection
-        from fabric import Config, Connection
-
-        cfg = Config(runtime_ssh_path=str(self.lab.state.ssh_config))
-        cfg.load_ssh_config()
-        conn = Connection(lb, config=cfg, connect_timeout=2,
-                          connect_kwargs={"allow_agent": False, "look_for_keys": False})
+        # A connection of its own: the stream holds it for the whole watch.
+        conn = fabric_connection(lb, self.lab.state.ssh_config, connect_timeout=2)
         conn.open()
         return conn
 

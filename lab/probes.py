@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,7 +185,6 @@ class Prober:
 
     @contextmanager
     def continuous(self, interval: float = 0.05, kinds: tuple[str, ...] = ("api",),
-                   sample: Callable[[], object] | None = None,
                    watch: Watcher | None = None) -> Iterator[Timeline]:
         """Probe every ``interval`` s until the block ends; yields the timeline.
 
@@ -195,19 +194,15 @@ class Prober:
         tl = Timeline(interval)
         stop = threading.Event()
 
-        def loop(kind: str | None) -> None:
+        def loop(kind: str) -> None:
             nxt = time.monotonic()
             while not stop.is_set():
-                if kind is not None:
-                    tl.records.append(self.probe(kind))
-                elif sample is not None:
-                    tl.samples.append((time.monotonic(), sample()))
+                tl.records.append(self.probe(kind))
                 nxt += interval
                 stop.wait(max(0.0, nxt - time.monotonic()))
 
-        loops = [*kinds, *([None] if sample is not None else [])]
         threads = [threading.Thread(target=loop, args=(k,), daemon=True,
-                                    name=f"halab-probe-{k or 'sample'}") for k in loops]
+                                    name=f"halab-probe-{k}") for k in kinds]
         if watch is not None:
             watch.start(tl, interval)
         for th in threads:
@@ -257,7 +252,6 @@ class Holding:
 class Timeline:
     interval: float
     records: list[Record] = field(default_factory=list)
-    samples: list[tuple[float, object]] = field(default_factory=list)
     marks: list[tuple[float, str]] = field(default_factory=list)
     holdings: list[Holding] = field(default_factory=list)
 

@@ -71,6 +71,17 @@ def write_ssh_config(path: Path, hosts: Sequence[SshHost]) -> None:
     path.write_text("\n\n".join(blocks) + "\n")
 
 
+def fabric_connection(alias: str, ssh_config: Path, connect_timeout: float = 10):  # noqa: ANN201
+    """A (not yet opened) fabric.Connection to ``alias`` as the lab's ssh_config describes it;
+    fabric is imported here, lazily: it is slow to import."""
+    from fabric import Config, Connection
+
+    cfg = Config(runtime_ssh_path=str(ssh_config))
+    cfg.load_ssh_config()
+    return Connection(alias, config=cfg, connect_timeout=connect_timeout,
+                      connect_kwargs={"allow_agent": False, "look_for_keys": False})
+
+
 class FabricTransport:
     """SSH to a node through the lab's ssh_config; connects lazily, reconnects when dropped."""
 
@@ -78,15 +89,9 @@ class FabricTransport:
         self.alias, self.ssh_config = alias, ssh_config
         self._conn = None
 
-    def _connection(self):  # noqa: ANN202 - fabric.Connection, imported lazily (slow import)
+    def _connection(self):  # noqa: ANN202 - fabric.Connection
         if self._conn is None:
-            from fabric import Config, Connection
-
-            cfg = Config(runtime_ssh_path=str(self.ssh_config))
-            cfg.load_ssh_config()
-            self._conn = Connection(self.alias, config=cfg, connect_timeout=10,
-                                    connect_kwargs={"allow_agent": False,
-                                                    "look_for_keys": False})
+            self._conn = fabric_connection(self.alias, self.ssh_config)
         return self._conn
 
     def _open(self):  # noqa: ANN202

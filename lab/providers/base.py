@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from lab.node import Node
-from lab.services import ServiceManager
 from lab.state import LabState
 from lab.topology import Topology
 
@@ -56,9 +55,6 @@ class Provider(abc.ABC):
     # -- nodes -------------------------------------------------------------------------------
     @abc.abstractmethod
     def node(self, name: str) -> Node: ...
-
-    @abc.abstractmethod
-    def services(self, name: str) -> ServiceManager: ...
 
     @abc.abstractmethod
     def exec(self, name: str, argv: Sequence[str], interactive: bool = False) -> int:

@@ -251,7 +251,7 @@ class NetnsProvider(Provider):
               or p.poll() is not None, timeout=15, interval=0.01)
         if p.poll() is not None:
             raise HalabError(f"{node}'s init exited {p.returncode}; see {logs}/init.log")
-        svc = self.services(node)
+        svc = self._services(node)
         svc.install(Unit("ssh", ("/usr/sbin/sshd", "-D", "-e", "-f",
                                  str(self.state.node_dir(node) / "sshd_config")),
                          "OpenBSD Secure Shell server", ("/run/sshd",)))
@@ -286,7 +286,7 @@ class NetnsProvider(Provider):
         return removed
 
     # -- nodes -----------------------------------------------------------------------------
-    def services(self, name: str) -> NetnsServices:
+    def _services(self, name: str) -> NetnsServices:
         return NetnsServices(name, lambda: self._init_pid(name), self.state.logs(name))
 
     def node(self, name: str) -> Node:
@@ -296,7 +296,7 @@ class NetnsProvider(Provider):
                         None, None)
         from lab.transport import FabricTransport
 
-        return Node(spec, FabricTransport(name, self.state.ssh_config), self.services(name),
+        return Node(spec, FabricTransport(name, self.state.ssh_config), self._services(name),
                     self.state.ssh_config)
 
     def exec(self, name: str, argv: Sequence[str], interactive: bool = False) -> int:

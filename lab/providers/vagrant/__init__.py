@@ -332,9 +332,6 @@ class VagrantProvider(Provider):
         return removed
 
     # -- nodes -----------------------------------------------------------------------------
-    def services(self, name: str) -> SystemdServices:
-        return SystemdServices(name, FabricTransport(name, self.state.ssh_config))
-
     def node(self, name: str) -> Node:
         spec = self.topo.node(name)
         if Role.CLIENT in spec.roles:
