@@ -17,9 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lab import faults, observe, timing
+from lab import experiment, faults, measure, observe, steady, timing
 from lab.errors import HalabError
 from lab.lab import PROVIDERS, Lab
+from lab.probes import Timeline
+from provision import names
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
@@ -48,7 +50,7 @@ def up(file: LabFile = Path("lab.yaml"), provider: ProviderOpt = None) -> None:
 
         lab.up(progress)
         st.update("waiting for the VIP and every backend")
-        faults.wait_steady(lab, 30)
+        steady.wait(lab)
     out.print(f"lab '{lab.topo.name}' is up ({lab.provider.name}) in "
               f"{time.monotonic() - t0:.1f} s; VIP {lab.vip}")
     _status_table(lab)
@@ -175,43 +177,39 @@ def demo(file: LabFile = Path("lab.yaml")) -> None:
         lab = _open(file)
     faults.restore(lab)
     with out.status("waiting for the lab to be steady"):
-        faults.wait_steady(lab, 30)
-    master = lab.topo.master_lb.name
-    backup = max(lab.topo.backup_lbs, key=lambda n: n.vrrp.priority if n.vrrp else 0).name
+        steady.wait(lab)
+    master, backup = lab.topo.master_lb.name, lab.topo.best_backup_lb.name
     bound = timing.haproxy_crash(lab.topo)
     out.print(f"VIP {lab.vip} is on [bold]{', '.join(observe.vip_holders(lab))}[/]; "
               f"the config promises a failover within {bound}")
-    probe = lab.prober
-    with probe.continuous() as tl:
-        time.sleep(1)
-        t_kill = tl.mark("kill")
-        out.print(f"[red]SIGKILL haproxy on {master}[/]")
-        faults.kill(lab, master, "haproxy", signal.SIGKILL)
-        last = None
-        while time.monotonic() - t_kill < bound.with_margin + 2:
-            holders = observe.vip_holders(lab)
-            recent = tl.of()[-1] if tl.of() else None
-            seen = f"ok via {recent.via}" if recent and recent.ok else "FAIL"
-            line = (f"t+{time.monotonic() - t_kill:5.2f} s  VIP on "
-                    f"{', '.join(holders) or '-':5}  client: {seen}")
-            if line[14:] != last:
-                out.print(line)
-                last = line[14:]
-            if holders == [backup] and recent and recent.ok:
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
-    outage = tl.outage_after(t_kill)
-    moved = observe.vip_holders(lab) == [backup]
-    out.print(f"VIP {'moved to [bold]' + backup + '[/]' if moved else 'did NOT move'}; "
-              f"client outage {outage:.2f} s (bound {bound.with_margin:.2f} s); "
-              f"{len(tl.failures(after=t_kill))} of {len(tl.of())} probes failed")
+    shown: list[str] = []
+
+    def progress(tl: Timeline, t_kill: float) -> None:
+        now = time.monotonic()
+        holders = tl.holders_at(now)
+        recent = tl.of()[-1] if tl.of() else None
+        seen = f"ok via {recent.via}" if recent and recent.ok else (
+            f"FAIL ({recent.stage or recent.error})" if recent else "-")
+        state = (f"VIP on {'?' if holders is None else ', '.join(holders) or '-':5}  "
+                 f"client: {seen}")
+        if not shown or shown[-1] != state:
+            out.print(f"t+{now - t_kill:5.2f} s  {state}", highlight=False)
+            shown.append(state)
+
+    out.print(f"[red]SIGKILL haproxy on {master}[/]")
+    seen = experiment.under_fault(
+        lab, f"SIGKILL haproxy on {master}",
+        lambda: faults.kill(lab, master, names.HAPROXY_UNIT, signal.SIGKILL),
+        to=backup, deadline_s=bound.with_margin + 2, progress=progress)
+    verdict = measure.judge(measure.measure(seen.timeline, seen.fault_at, to=backup),
+                            outage=bound, move=bound)
+    out.print(str(verdict), highlight=False)
     out.print(f"restoring haproxy on {master}...")
-    faults.start(lab, master, "haproxy")
-    faults.wait_steady(lab, timing.preempt_back(lab.topo).with_margin + 10)
+    faults.start(lab, master, names.HAPROXY_UNIT)
+    steady.wait(lab)
     out.print(f"VIP back on {', '.join(observe.vip_holders(lab))}")
     lab.close()
-    if not moved or outage > bound.with_margin:
+    if not verdict.passed:
         raise typer.Exit(1)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab import faults
+from lab import steady as steady_state
 from lab.errors import HalabError
 from lab.lab import PROVIDERS, Lab
 from lab.probes import Prober
@@ -44,7 +45,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
             made = True
         else:
             faults.restore(the_lab)
-        faults.wait_steady(the_lab, the_lab.provider.settle_s)
+        steady_state.wait(the_lab)
     except HalabError as e:
         _fail(e)
     try:
@@ -61,12 +62,12 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 def steady(lab: Lab) -> Iterator[Lab]:
     """For disruptive tests: the lab is steady before the test, and made steady after it."""
     try:
-        faults.wait_steady(lab, lab.provider.settle_s)
+        steady_state.wait(lab)
     except HalabError as e:
         _fail(e)
     yield lab
     faults.restore(lab)
-    faults.wait_steady(lab, lab.provider.settle_s)
+    steady_state.wait(lab)
 
 
 @pytest.fixture

@@ -62,15 +62,11 @@ def haproxy_crash_fails_over(topo: Topology) -> bool:
     return any(_effective_priority(b, topo, check_ok=True) > master for b in topo.backup_lbs)
 
 
-def _best_backup(topo: Topology) -> Node:
-    return max(topo.backup_lbs, key=lambda b: b.vrrp.priority if b.vrrp else 0)
-
-
 def haproxy_crash(topo: Topology) -> Bound:
     """HAProxy dies on the master: the check notices, then the backup takes over."""
     k = topo.keepalived
     detect = k.check.interval * k.check.fall
-    backup = _best_backup(topo)
+    backup = topo.best_backup_lb
     prio = _effective_priority(backup, topo, check_ok=True)
     if k.check.weight == 0:
         # FAULT sends a priority-0 advert: the backup waits only its skew time.
@@ -88,7 +84,7 @@ def haproxy_crash(topo: Topology) -> Bound:
 def keepalived_stop(topo: Topology) -> Bound:
     """keepalived stopped gracefully on the master: priority-0 advert, backup waits its skew."""
     k = topo.keepalived
-    backup = _best_backup(topo)
+    backup = topo.best_backup_lb
     prio = _effective_priority(backup, topo, check_ok=True)
     s = skew_time(prio, k.advert_int, k.vrrp_version)
     # keepalived sends its priority-0 advert as it shuts down; allow one advert for delivery.
@@ -98,7 +94,7 @@ def keepalived_stop(topo: Topology) -> Bound:
 def node_crash(topo: Topology) -> Bound:
     """The master vanishes (power or link): the backup's master-down timer runs out."""
     k = topo.keepalived
-    backup = _best_backup(topo)
+    backup = topo.best_backup_lb
     prio = _effective_priority(backup, topo, check_ok=True)
     m = master_down_interval(prio, k.advert_int, k.vrrp_version)
     return Bound(m, f"master-down interval 3 x {k.advert_int} s + skew")

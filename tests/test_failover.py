@@ -31,8 +31,7 @@ def _moved(lab, tl, to: str, since: float, bound) -> float:
 
 @pytest.fixture
 def lbs(lab):
-    return lab.topo.master_lb.name, max(
-        lab.topo.backup_lbs, key=lambda n: n.vrrp.priority).name
+    return lab.topo.master_lb.name, lab.topo.best_backup_lb.name
 
 
 def test_vip_starts_on_the_master_lb(lab, probe, lbs):

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def backup(lab):
-    return max(lab.topo.backup_lbs, key=lambda n: n.vrrp.priority).name
+    return lab.topo.best_backup_lb.name
 
 
 def _active(lab, node, svc):
