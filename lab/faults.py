@@ -31,28 +31,42 @@ class FaultUnavailable(HalabError):
 
 
 # -- daemons -----------------------------------------------------------------------------
-def kill(lab: Lab, node: str, service: str, sig: signal.Signals = signal.SIGKILL) -> None:
-    """Signal a daemon's main process (SIGKILL: it crashes; SIGTERM: it shuts down)."""
-    lab.node(node).services.kill(service, sig)
-    if sig in (signal.SIGKILL, signal.SIGTERM):
-        until(f"{service} to exit on {node}",
-              lambda: not lab.node(node).services.status(service).active, timeout=10,
-              interval=0.01)
-
-
-def stop(lab: Lab, node: str, service: str) -> None:
-    lab.node(node).services.stop(service)
-
-
 # Daemons whose children outlive their main process: keepalived's VRRP and checker
-# children take ~1 s to shut down after their parent is killed, and a keepalived started
+# children take ~1 s to shut down after their parent is gone, and a keepalived started
 # meanwhile exits at once ("daemon is already running").
 LINGERING_CHILDREN = (names.KEEPALIVED_UNIT,)
 
 
-def start(lab: Lab, node: str, service: str) -> None:
+def _gone(lab: Lab, node: str, service: str) -> None:
+    """Until the daemon is gone from the node: its main process, then (for a daemon with
+    lingering children) every process of that name in the node's own process table."""
     n = lab.node(node)
-    if service in LINGERING_CHILDREN and not n.services.status(service).active:
+    until(f"{service} to exit on {node}", lambda: not n.services.status(service).active,
+          timeout=10, interval=0.01)
+    if service in LINGERING_CHILDREN:
+        until(f"the last {service} process to exit on {node}",
+              lambda: n.run("pgrep -x %s", service).rc == 1, timeout=10, interval=0.05)
+
+
+def kill(lab: Lab, node: str, service: str, sig: signal.Signals = signal.SIGKILL) -> None:
+    """Signal a daemon's main process (SIGKILL: it crashes; SIGTERM: it shuts down); for
+    these two, return once it is gone."""
+    lab.node(node).services.kill(service, sig)
+    if sig in (signal.SIGKILL, signal.SIGTERM):
+        _gone(lab, node, service)
+
+
+def stop(lab: Lab, node: str, service: str) -> None:
+    lab.node(node).services.stop(service)
+    _gone(lab, node, service)
+
+
+def start(lab: Lab, node: str, service: str) -> None:
+    """Start a daemon that is not running (a no-op for one that is)."""
+    n = lab.node(node)
+    if n.services.status(service).active:
+        return
+    if service in LINGERING_CHILDREN:
         until(f"the last {service} process to exit on {node}",
               lambda: n.run("pgrep -x %s", service).rc == 1, timeout=10, interval=0.1)
     n.services.start(service)
@@ -438,6 +452,6 @@ def restore(lab: Lab) -> list[str]:
             done.append(f"removed {', '.join(active)} on {name}")
         for svc in node.services.installed():
             if not node.services.status(svc).active:
-                node.services.start(svc)
+                start(lab, name, svc)
                 done.append(f"started {svc} on {name}")
     return done

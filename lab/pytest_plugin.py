@@ -62,6 +62,10 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 def steady(lab: Lab) -> Iterator[Lab]:
     """For disruptive tests: the lab is steady before the test, and made steady after it."""
     try:
+        # Whatever an earlier test left broken (a failed test skips its own teardown's
+        # checks) is undone first, so that one failure does not cascade.
+        if steady_state.problems(lab):
+            faults.restore(lab)
         steady_state.wait(lab)
     except HalabError as e:
         _fail(e)

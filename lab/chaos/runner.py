@@ -253,18 +253,27 @@ def run_scenario(lab: Lab, scenario: Scenario, index: int = 0,
         # state after a step that could not run is a failure, not a skip.
         run.skip_reason = skipped[0].error
         _recover(lab, run, note)
-        run.status = "failed" if run.problems else "skipped"
+        run.status = outcome(run.steps, run.problems)
         run.duration = round(time.monotonic() - started, 3)
         return run
     judge_outages(run, scenario, lab.topo, tl, t_fault, t_rb, t_end, player.rel)
     run.after = check_hypothesis(lab, scenario)
     run.problems += [f"steady state after: {c.label}: {c.detail}"
                      for c in run.after if not c.ok]
-    run.status = "failed" if run.problems else "passed"
+    run.status = outcome(run.steps, run.problems)
     if run.problems:
         _recover(lab, run, note)
     run.duration = round(time.monotonic() - started, 3)
     return run
+
+
+def outcome(steps: list[StepResult], problems: list[str]) -> str:
+    """A run's status: failed when any step failed or anything else went wrong (rollback,
+    restore, steady state, outage), skipped when a step could not be expressed on this lab
+    and nothing else went wrong, passed otherwise."""
+    if problems or any(not s.ok and not s.skipped for s in steps):
+        return "failed"
+    return "skipped" if any(s.skipped for s in steps) else "passed"
 
 
 def judge_outages(run: Run, scenario: Scenario, topo: Topology, tl: Timeline,

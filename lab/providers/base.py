@@ -25,6 +25,10 @@ class Provider(abc.ABC):
     # How long the lab may take to get back to steady state after a fault is undone: the
     # slowest undo is booting a crashed node.
     settle_s: ClassVar[float] = 30.0
+    # Exchanges in flight that a preempting return may cut: the old holder's connection
+    # is reset when its packets reach the new holder. With one request in flight at a time
+    # the prober loses at most one; the embedded lab's switch moves fast enough to lose none.
+    preempt_cuts: ClassVar[int] = 0
 
     def __init__(self, topo: Topology, state: LabState) -> None:
         self.topo = topo
