@@ -215,6 +215,21 @@ def ssh(node: str, file: LabFile = Path("lab.yaml")) -> None:
     os.execvp("ssh", ["ssh", "-F", str(lab.state.ssh_config), node])
 
 
+@app.command(name="vagrant-spec", hidden=True)
+def vagrant_spec(file: LabFile = Path("lab.yaml")) -> None:
+    """For the top-level Vagrantfile: the VM lab's spec as JSON, and how to run vagrant on
+    it, so that `vagrant status` and `vagrant ssh NODE` work in the checkout."""
+    from lab import topology
+    from lab.providers.vagrant import VagrantProvider
+    from lab.state import LabState
+
+    # Not Lab.open: it refuses a vagrant view of a lab that is up with another provider,
+    # which is one of the things this command has to say.
+    topo = topology.load(file)
+    provider = VagrantProvider(topo, LabState(file.resolve().parent, topo.name))
+    _json(provider.for_vagrantfile(file))
+
+
 @app.command()
 def demo(file: LabFile = Path("lab.yaml")) -> None:
     """The headline, live: kill HAProxy on the MASTER LB and watch the VIP move."""
