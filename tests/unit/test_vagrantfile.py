@@ -128,7 +128,9 @@ def test_a_lab_that_is_up_reruns_vagrant_as_halab_does(lab_file, tmp_path):
         [real, "ssh", "lb01"], cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={"PATH": f"{fake.parent}:{Path(sys.executable).parent}:{os.environ['PATH']}",
              "HOME": os.environ.get("HOME", "/root"), "VAGRANT_CHECKPOINT_DISABLE": "1",
-             "HALAB_LAB_FILE": str(lab_file)})
+             "HALAB_LAB_FILE": str(lab_file),
+             # The first vagrant's own records (the re-run gets halab's): not in the checkout.
+             "VAGRANT_DOTFILE_PATH": str(tmp_path / "dot")})
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0] == "args: ssh lb01"
