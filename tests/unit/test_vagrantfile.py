@@ -78,6 +78,14 @@ def test_a_lab_that_is_up_hands_over_halabs_vagrant_environment(lab_file):
                                    "HALAB_VAGRANT_SSH": "lab"}.items()
 
 
+def test_an_isolated_lab_whose_libvirt_host_is_gone_says_how_to_recover(lab_file):
+    _pretend_up(lab_file, libvirt="isolated")  # no namespace, no libvirtd: gone
+    view = _provider(lab_file).for_vagrantfile(lab_file)
+    assert view["up"] is False
+    assert "libvirt host (halab-vfile-host) is not running" in view["message"]
+    assert "halab clean" in view["message"]
+
+
 def test_vagrant_spec_command_prints_json_and_refuses_a_bad_file(lab_file):
     p = subprocess.run([sys.executable, "-m", "lab", "vagrant-spec", "-f", str(lab_file)],
                        capture_output=True, text=True)

@@ -133,6 +133,11 @@ class VagrantProvider(Provider):
         if data.get("phase") == "up" and data.get("provider") not in (None, self.name):
             why = (f"lab '{self.topo.name}' is up with the {data['provider']} provider: its "
                    f"nodes are not VMs (`halab ssh NODE -f {lab_file}`)")
+        elif data.get("phase") == "up" and self.mode == "isolated":
+            why = (f"lab '{self.topo.name}' is recorded as up but its libvirt host "
+                   f"({self.host.netns}) is not running (a reboot, or killed): `halab clean "
+                   f"-f {lab_file}` removes what is left, then `halab up --provider vagrant "
+                   f"-f {lab_file}` makes it again")
         else:
             why = (f"lab '{self.topo.name}' is not up with the vagrant provider; `halab up "
                    f"--provider vagrant -f {lab_file}` brings it up (it starts the lab's "
