@@ -9,6 +9,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -67,3 +68,9 @@ def test_pre_1_0_and_private_api_dependencies_have_an_upper_bound():
         if installed is not None:
             assert r.specifier.contains(installed, prereleases=True), \
                 f"installed {r.name} {installed} is outside {r.specifier}"
+
+
+def test_python_vagrant_still_has_the_private_attribute_halab_sets():
+    vagrant = pytest.importorskip("vagrant", reason="python-vagrant: make setup-vagrant")
+    v = vagrant.Vagrant(root="/nonexistent", quiet_stdout=True, quiet_stderr=True)
+    assert hasattr(v, "_vagrant_exe"), "the isolated libvirt host sets it: see providers/vagrant"
