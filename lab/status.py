@@ -16,8 +16,8 @@ from lab.errors import HalabError
 from lab.lab import Lab
 from lab.topology import Role
 
-# Only a running node is asked about the VIP and HAProxy: a frozen VM or one cut off would
-# hang the query, and what its NIC carries is invisible to the network anyway.
+# Only a running LB is asked about HAProxy: a frozen VM or one cut off would hang the
+# query, and its answer would not be what the network sees anyway.
 ASKED_STATES = ("running",)
 # Daemons are asked wherever the node still exists (a frozen or cut-off netns node still
 # answers through its namespace; a VM that does not gets its error recorded).
@@ -36,7 +36,8 @@ class NodeStatus:
     roles: list[str]
     address: str
     state: str  # running, frozen, link-down, crashed, absent, unknown
-    holds_vip: bool | None  # None: not a load balancer, or not asked (see error)
+    holds_vip: bool | None  # None: not a load balancer, or unknown (see error); a down LB
+    # (crashed, frozen, cut off) holds nothing the network can see: False
     daemons: dict[str, Daemon] | None  # {}: none managed (the client); None: not asked
     error: str | None = None  # what could not be asked, and why
 
@@ -81,14 +82,6 @@ def _why(e: Exception) -> str:
     return text if isinstance(e, HalabError) else f"{type(e).__name__}: {text}"
 
 
-def _holds_vip(lab: Lab, lb: str) -> bool:
-    # check_output, not Node.interface_addresses: a failing `ip` must be an error here,
-    # never an empty list that reads "does not hold the VIP".
-    out = lab.node(lb).check_output("ip -o -4 addr show dev %s", lab.topo.network.interface)
-    return any(line.split()[3].split("/")[0] == lab.vip
-               for line in out.splitlines() if " inet " in line)
-
-
 def node_status(lab: Lab, name: str) -> NodeStatus:
     spec = lab.topo.node(name)
     errors: list[str] = []
@@ -99,14 +92,13 @@ def node_status(lab: Lab, name: str) -> NodeStatus:
         errors.append(f"state: {_why(e)}")
     node = lab.node(name)
     holds: bool | None = None
-    if Role.LOADBALANCER in spec.roles:
-        if state in ASKED_STATES:
-            try:
-                holds = _holds_vip(lab, name)
-            except Exception as e:  # noqa: BLE001
-                errors.append(f"VIP: {_why(e)}")
-        else:
-            errors.append(f"VIP: not asked, the node is {state}")
+    if Role.LOADBALANCER in spec.roles and state != "unknown":
+        # observe's rule, the one every verdict uses: a down LB holds nothing the network
+        # can see; a running one that cannot be asked is unknown (None), never "no".
+        try:
+            holds = observe.holds_vip(lab, name)
+        except Exception as e:  # noqa: BLE001 - recorded in the status, not dropped
+            errors.append(f"VIP: {_why(e)}")
     daemons: dict[str, Daemon] | None = {}
     if node.managed:
         daemons = None

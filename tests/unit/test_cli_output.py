@@ -159,13 +159,15 @@ def test_status_json_keeps_every_lb_that_could_not_be_asked(fake_lab, world):
     world.stopped.add(("k8s-master-02", "kube-apiserver"))
     s = json.loads(_invoke("status", "--json").stdout)
     nodes = {n["name"]: n for n in s["nodes"]}
-    # Neither LB can be asked: the VIP holder is unknown, not "nobody".
-    assert s["vip_holders"] == [] and s["vip_unknown"] == ["lb01", "lb02"]
+    # lb01 runs but cannot be asked: unknown, not "does not hold"; a crashed lb02 holds
+    # nothing the network can see (observe's rule), its daemons and HAProxy are not asked.
+    assert s["vip_holders"] == [] and s["vip_unknown"] == ["lb01"]
     assert nodes["lb01"]["holds_vip"] is None and nodes["lb01"]["daemons"] is None
     assert "SSH connection refused" in nodes["lb01"]["error"]
-    assert nodes["lb02"]["holds_vip"] is None and "crashed" in nodes["lb02"]["error"]
-    assert s["backends"]["lb01"] == {"servers": None,
-                                     "error": "lb01: SSH connection refused"}
+    assert nodes["lb02"]["holds_vip"] is False and nodes["lb02"]["daemons"] is None
+    assert "crashed" in nodes["lb02"]["error"]
+    assert s["backends"]["lb01"]["servers"] is None
+    assert "SSH connection refused" in s["backends"]["lb01"]["error"]
     assert s["backends"]["lb02"]["servers"] is None
     assert "crashed" in s["backends"]["lb02"]["error"]
     assert nodes["k8s-master-02"]["daemons"]["kube-apiserver"] == {"active": False,
@@ -183,22 +185,25 @@ def test_status_json_a_failing_ip_is_unknown_not_absent(fake_lab, world):
 # -- status: plain lines in a pipe, a table at a terminal ------------------------------------
 def test_status_in_a_pipe_is_plain_tab_separated_lines(fake_lab, world):
     world.states["lb02"] = "crashed"
+    world.ip_fails.add("lb01")
     out = _invoke("status").stdout
     assert not BOX & set(out) and "…" not in out
     lines = out.splitlines()
-    assert lines[0] == "# lab halab (netns), VIP 192.168.0.203 on lb01 (unknown: lb02)"
+    assert lines[0] == "# lab halab (netns), VIP 192.168.0.203 on no LB (unknown: lb01)"
     assert lines[1].split("\t") == ["node", "roles", "address", "state", "VIP", "daemons"]
     rows = {line.split("\t")[0]: line.split("\t") for line in lines[2:8]}
     assert all(len(r) == 6 for r in rows.values())
-    assert rows["lb01"] == ["lb01", "loadbalancer", "192.168.0.101", "running", "holds",
+    assert rows["lb01"] == ["lb01", "loadbalancer", "192.168.0.101", "running", "?",
                             "haproxy, keepalived"]
-    assert rows["lb02"][3:] == ["crashed", "?", "?"]
+    assert rows["lb02"][3:] == ["crashed", "-", "?"]
     assert rows["client"][4:] == ["-", "-"]
     backends = lines[lines.index("# HAProxy backends (k8s-api-server / ingress)") + 1:]
     assert backends[0].split("\t") == ["server", "lb01", "lb02"]
     assert "k8s-api-server/k8s-master-07\tDOWN\t?" in backends
     problems = lines[lines.index("# could not be asked") + 1:]
+    assert any(p.startswith("lb01\tVIP: ") and "exited 1" in p for p in problems)
     assert any(p.startswith("lb02\t") and "crashed" in p for p in problems)
+    assert "lb02 HAProxy\tnot asked, the node is crashed" in problems
 
 
 def test_status_at_a_terminal_is_a_rich_table(fake_lab, world, monkeypatch):
@@ -209,7 +214,7 @@ def test_status_at_a_terminal_is_a_rich_table(fake_lab, world, monkeypatch):
     out = _invoke("status").stdout
     assert BOX & set(out), out
     assert "k8s-master-07" in out and "holds" in out
-    assert "lb02: could not be asked: VIP: lb02: SSH connection refused" in out
+    assert "lb02: could not be asked: VIP: cannot ask lb02 whether it holds" in out
 
 
 def test_status_json_of_a_lab_that_is_not_up(tmp_path, default_text):
