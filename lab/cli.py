@@ -6,6 +6,7 @@ paragraph and exit non-zero, with no traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab import experiment, faults, measure, observe, steady, timing
+from lab import status as lab_status
 from lab.errors import HalabError
 from lab.lab import PROVIDERS, Lab
 from lab.probes import Timeline
@@ -30,6 +32,7 @@ out = Console()
 err = Console(stderr=True)
 
 LabFile = Annotated[Path, typer.Option("-f", "--file", help="the lab file")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable: JSON on stdout")]
 ProviderOpt = Annotated[str | None, typer.Option(
     "--provider", help=f"one of {', '.join(PROVIDERS)} (default: lab.yaml's, or netns)")]
 
@@ -110,41 +113,85 @@ def _rm(d: Path) -> None:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _status_table(lab: Lab) -> None:
-    holders = observe.vip_holders(lab)
-    t = Table(title=f"lab {lab.topo.name} ({lab.provider.name}), VIP {lab.vip}")
-    for col in ("node", "roles", "address", "state", "VIP", "daemons"):
-        t.add_column(col)
-    for name, node in lab.nodes.items():
-        state = lab.provider.node_state(name)
-        daemons = ""
-        if node.managed and state not in ("crashed", "absent"):
-            daemons = ", ".join(
-                f"{s}{'' if node.services.status(s).active else ' (stopped)'}"
-                for s in node.services.installed())
-        t.add_row(name, ", ".join(r.value for r in node.roles), node.address, state,
-                  "holds" if name in holders else "", daemons)
-    out.print(t)
-    b = Table(title="HAProxy backends (k8s-api-server / ingress)")
-    b.add_column("server")
-    lbs = [lb.name for lb in lab.load_balancers if lab.provider.node_state(lb.name) == "running"]
-    for lb in lbs:
-        b.add_column(lb)
-    states = {lb: {(x.proxy, x.server): x.status for x in observe.backends(lab, lb)}
-              for lb in lbs}
-    keys = sorted({k for s in states.values() for k in s}, key=lambda k: (k[0], k[1]))
+def _tty() -> bool:
+    """Rich tables for a person at a terminal. In a pipe or a file Rich would squeeze the
+    columns into 80 characters and cut them with '…', so plain lines go there instead."""
+    return sys.stdout.isatty()
+
+
+def _json(data: object) -> None:
+    # Not through Rich: no colour, no wrapping, exactly what json.loads reads back.
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _plain(rows: list[list[str]]) -> None:
+    """Tab-separated, header first; "-" for an empty cell keeps `awk` and `cut` aligned."""
+    for row in rows:
+        sys.stdout.write("\t".join(c.replace("\t", " ").replace("\n", " ") or "-"
+                                   for c in row) + "\n")
+
+
+def _status_rows(s: lab_status.LabStatus) -> tuple[list[list[str]], list[list[str]]]:
+    """The status as two tables (nodes; HAProxy backends by LB), header rows first."""
+    nodes = [["node", "roles", "address", "state", "VIP", "daemons"]]
+    for n in s.nodes:
+        vip = "" if "loadbalancer" not in n.roles else (
+            "?" if n.holds_vip is None else "holds" if n.holds_vip else "")
+        daemons = "?" if n.daemons is None else ", ".join(
+            f"{d}{'' if st.active else ' (stopped)'}" for d, st in n.daemons.items())
+        nodes.append([n.name, ", ".join(n.roles), n.address, n.state, vip, daemons])
+    lbs = list(s.backends)
+    states = {lb: {(x.proxy, x.server): x.status for x in b.servers or []}
+              for lb, b in s.backends.items()}
+    keys = sorted({k for st in states.values() for k in st})
+    backends = [["server", *lbs]]
     for k in keys:
-        b.add_row(f"{k[0]}/{k[1]}", *[states[lb].get(k, "?") for lb in lbs])
-    out.print(b)
+        backends.append([f"{k[0]}/{k[1]}", *[
+            states[lb].get(k, "?") if s.backends[lb].servers is not None else "?"
+            for lb in lbs]])
+    return nodes, backends
+
+
+def _status_table(lab: Lab) -> None:
+    s = lab_status.gather(lab)
+    nodes, backends = _status_rows(s)
+    title = (f"lab {s.lab} ({s.provider}), VIP {s.vip} on "
+             f"{', '.join(s.vip_holders) or 'no LB'}"
+             + (f" (unknown: {', '.join(s.vip_unknown)})" if s.vip_unknown else ""))
+    errors = s.errors()
+    if not _tty():
+        sys.stdout.write(f"# {title}\n")
+        _plain(nodes)
+        sys.stdout.write("\n# HAProxy backends (k8s-api-server / ingress)\n")
+        _plain(backends)
+        if errors:
+            sys.stdout.write("\n# could not be asked\n")
+            _plain([[where, what] for where, what in errors])
+        return
+    for title_, rows in ((title, nodes), ("HAProxy backends (k8s-api-server / ingress)",
+                                          backends)):
+        t = Table(title=title_)
+        for col in rows[0]:
+            t.add_column(col)
+        for row in rows[1:]:
+            t.add_row(*row)
+        out.print(t)
+    for where, what in errors:
+        out.print(f"[yellow]{where}: could not be asked: {what}[/]", highlight=False)
 
 
 @app.command()
-def status(file: LabFile = Path("lab.yaml")) -> None:
+def status(file: LabFile = Path("lab.yaml"), as_json: JsonOpt = False) -> None:
     """Nodes, roles, addresses, who holds the VIP, HAProxy's backends, daemons."""
     lab = _open(file)
-    lab.require_up()
-    _status_table(lab)
-    lab.close()
+    try:
+        lab.require_up()
+        if as_json:
+            _json(lab_status.gather(lab).as_dict())
+        else:
+            _status_table(lab)
+    finally:
+        lab.close()
 
 
 @app.command(name="exec", context_settings={"allow_extra_args": True,
@@ -166,6 +213,21 @@ def ssh(node: str, file: LabFile = Path("lab.yaml")) -> None:
     if not lab.node(node).managed:
         raise HalabError(f"{node} runs no sshd; use `halab exec {node} -- bash`")
     os.execvp("ssh", ["ssh", "-F", str(lab.state.ssh_config), node])
+
+
+@app.command(name="vagrant-spec", hidden=True)
+def vagrant_spec(file: LabFile = Path("lab.yaml")) -> None:
+    """For the top-level Vagrantfile: the VM lab's spec as JSON, and how to run vagrant on
+    it, so that `vagrant status` and `vagrant ssh NODE` work in the checkout."""
+    from lab import topology
+    from lab.providers.vagrant import VagrantProvider
+    from lab.state import LabState
+
+    # Not Lab.open: it refuses a vagrant view of a lab that is up with another provider,
+    # which is one of the things this command has to say.
+    topo = topology.load(file)
+    provider = VagrantProvider(topo, LabState(file.resolve().parent, topo.name))
+    _json(provider.for_vagrantfile(file))
 
 
 @app.command()
@@ -225,6 +287,33 @@ def _params(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _fault_list(as_json: bool) -> None:
+    if as_json:
+        _json([{"name": f.name, "summary": f.summary, "nodes": f.nodes,
+                "min_nodes": f.min_nodes, "max_nodes": f.max_nodes,
+                "params": f.params,  # name -> default; null: required
+                "required": [k for k, v in f.params.items() if v is None],
+                "undo": f.undo_summary, "providers": sorted(f.providers),
+                "role": f.role.value if f.role else None}
+               for f in faults.CATALOGUE.values()])
+        return
+    rows = [["fault", "nodes", "parameters", "what it does", "undo", "providers"]]
+    for f in faults.CATALOGUE.values():
+        rows.append([f.name, f.nodes, ", ".join(f"{k}={'(required)' if v is None else v}"
+                                                for k, v in f.params.items()),
+                     f.summary, f.undo_summary, ", ".join(sorted(f.providers))])
+    if not _tty():
+        _plain(rows)
+        return
+    t = Table(title="halab fault catalogue")
+    t.add_column(rows[0][0], no_wrap=True)
+    for col in rows[0][1:]:
+        t.add_column(col)
+    for row in rows[1:]:
+        t.add_row(*row)
+    out.print(t)
+
+
 @app.command()
 def fault(name: Annotated[str | None, typer.Argument(help="a fault of the catalogue")] = None,
           nodes: Annotated[list[str] | None, typer.Argument(help="the nodes it acts on")] = None,
@@ -232,19 +321,15 @@ def fault(name: Annotated[str | None, typer.Argument(help="a fault of the catalo
               "-p", "--param", help="KEY=VALUE, e.g. service=haproxy, percent=20")] = None,
           undo: Annotated[bool, typer.Option("--undo", help="undo the fault")] = False,
           list_: Annotated[bool, typer.Option("--list", help="show the catalogue")] = False,
+          as_json: JsonOpt = False,
           file: LabFile = Path("lab.yaml")) -> None:
     """Inject a fault by hand (or undo it): `halab fault kill lb01 -p service=haproxy`."""
-    if list_ or name is None:
-        t = Table(title="halab fault catalogue")
-        t.add_column("fault", no_wrap=True)
-        for col in ("nodes", "parameters", "what it does", "undo", "providers"):
-            t.add_column(col)
-        for f in faults.CATALOGUE.values():
-            t.add_row(f.name, f.nodes, ", ".join(f"{k}={'(required)' if v is None else v}"
-                                                 for k, v in f.params.items()),
-                      f.summary, f.undo_summary, ", ".join(sorted(f.providers)))
-        out.print(t)
-        if name is None and not list_:
+    if as_json and name is not None:
+        raise HalabError("`--json` shows the catalogue (`halab fault --list --json`); an "
+                         "injected fault reports in plain text")
+    if list_ or as_json or name is None:
+        _fault_list(as_json)
+        if name is None and not (list_ or as_json):
             raise typer.Exit(2)
         return
     lab = _open(file)
