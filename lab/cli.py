@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lab import experiment, faults, measure, observe, steady, timing
+from lab import failover, faults, observe, steady, timing
 from lab import status as lab_status
 from lab.errors import HalabError
 from lab.lab import PROVIDERS, Lab
@@ -240,7 +239,7 @@ def demo(file: LabFile = Path("lab.yaml")) -> None:
     faults.restore(lab)
     with out.status("waiting for the lab to be steady"):
         steady.wait(lab)
-    master, backup = lab.topo.master_lb.name, lab.topo.best_backup_lb.name
+    master = lab.topo.master_lb.name
     bound = timing.haproxy_crash(lab.topo)
     out.print(f"VIP {lab.vip} is on [bold]{', '.join(observe.vip_holders(lab))}[/]; "
               f"the config promises a failover within {bound}")
@@ -259,12 +258,7 @@ def demo(file: LabFile = Path("lab.yaml")) -> None:
             shown.append(state)
 
     out.print(f"[red]SIGKILL haproxy on {master}[/]")
-    seen = experiment.under_fault(
-        lab, f"SIGKILL haproxy on {master}",
-        lambda: faults.kill(lab, master, names.HAPROXY_UNIT, signal.SIGKILL),
-        to=backup, deadline_s=bound.with_margin + 2, progress=progress)
-    verdict = measure.judge(measure.measure(seen.timeline, seen.fault_at, to=backup),
-                            outage=bound, move=bound)
+    verdict = failover.haproxy_crash(lab, progress)
     out.print(str(verdict), highlight=False)
     out.print(f"restoring haproxy on {master}...")
     faults.start(lab, master, names.HAPROXY_UNIT)

@@ -16,6 +16,7 @@ from lab.lab import Lab
 from lab.probes import Prober, Timeline
 
 Progress = Callable[[Timeline, float], None]
+Action = Callable[[], object]
 
 
 @dataclass
@@ -35,7 +36,7 @@ def _recovered(tl: Timeline, since: float, to: str | None) -> bool:
     return any(r.ok and r.t > after for r in recs)
 
 
-def under_fault(lab: Lab, label: str, inject: Callable[[], object], *, to: str | None,
+def under_fault(lab: Lab, label: str, inject: Action, *, to: str | None,
                 deadline_s: float, after_s: float = 0.5, prober: Prober | None = None,
                 progress: Progress | None = None) -> Observed:
     """Probe, set off ``inject``, and watch until the lab has recovered onto ``to`` (or

@@ -12,51 +12,12 @@ import signal
 
 import pytest
 
-from lab import experiment, faults, measure, observe, timing
+from lab import failover, faults, observe, timing
+from lab.failover import WATCH_BEYOND_S
+from lab.measure import Verdict
 from lab.timing import Bound
 
 pytestmark = [pytest.mark.needs_lab]
-# How long to watch beyond a bound before giving up on a recovery: the verdict, not the
-# deadline, decides; the deadline only ends the watching of a lab that never recovers.
-WATCH_BEYOND_S = 5.0
-
-
-def _judged(lab, label, inject, to, bound: Bound, **allow) -> measure.Verdict:
-    seen = experiment.under_fault(lab, label, inject, to=to,
-                                  deadline_s=bound.with_margin + WATCH_BEYOND_S)
-    fig = measure.measure(seen.timeline, seen.fault_at, to=to)
-    return measure.judge(fig, outage=bound, move=bound, **allow)
-
-
-def haproxy_crash_verdict(lab, master: str, backup: str) -> measure.Verdict:
-    """SIGKILL HAProxy on the MASTER LB: the VIP must move to the backup within the bound
-    and the client must be served through it. (Shared with the sabotage suite.)"""
-    return _judged(lab, f"SIGKILL haproxy on {master}",
-                   lambda: faults.kill(lab, master, "haproxy", signal.SIGKILL), backup,
-                   timing.haproxy_crash(lab.topo))
-
-
-def keepalived_stop_verdict(lab, master: str, backup: str) -> measure.Verdict:
-    return _judged(lab, f"SIGTERM keepalived on {master}",
-                   lambda: faults.kill(lab, master, "keepalived", signal.SIGTERM), backup,
-                   timing.keepalived_stop(lab.topo))
-
-
-def master_lost_verdict(lab, master: str, backup: str, fault: str) -> measure.Verdict:
-    inject = {"link cut": faults.link_down, "crash": faults.crash}[fault]
-    return _judged(lab, f"{master}: {fault}", lambda: inject(lab, master), backup,
-                   timing.node_crash(lab.topo))
-
-
-def preempt_verdict(lab, master: str, backup: str) -> measure.Verdict:
-    """HAProxy back on the old MASTER, which takes the VIP back: new connections must
-    never fail, and no exchange may be cut beyond what the provider is known to cost."""
-    faults.kill(lab, master, "haproxy")
-    observe.wait_vip(lab, [backup], timing.haproxy_crash(lab.topo).with_margin + WATCH_BEYOND_S)
-    return _judged(lab, f"haproxy back on {master}",
-                   lambda: faults.start(lab, master, "haproxy"), master,
-                   timing.preempt_back(lab.topo), max_refused=0,
-                   max_cut=lab.provider.preempt_cuts)
 
 
 @pytest.fixture
@@ -64,7 +25,7 @@ def lbs(lab):
     return lab.topo.master_lb.name, lab.topo.best_backup_lb.name
 
 
-def _report(report_outage, label, v: measure.Verdict, bound: Bound) -> None:
+def _report(report_outage, label, v: Verdict, bound: Bound) -> None:
     report_outage(label, v.figures.outage_s, str(bound))
 
 
@@ -82,7 +43,7 @@ def test_haproxy_crash_moves_vip_to_backup(steady, lbs, report_outage):
     master, backup = lbs
     if not timing.haproxy_crash_fails_over(lab.topo):
         pytest.skip("this lab's check weights never let the backup outrank the master")
-    v = haproxy_crash_verdict(lab, master, backup)
+    v = failover.haproxy_crash(lab)
     _report(report_outage, f"haproxy SIGKILL on {master}", v, timing.haproxy_crash(lab.topo))
     assert v.passed, str(v)
     assert v.figures.served_via == lab.node(backup).address, "the backup LB should forward"
@@ -94,7 +55,7 @@ def test_haproxy_return_preempts_vip_back(steady, lbs, report_outage):
     master, backup = lbs
     if not timing.haproxy_crash_fails_over(lab.topo):
         pytest.skip("this lab's check weights never let the backup outrank the master")
-    v = preempt_verdict(lab, master, backup)
+    v = failover.preempt_back(lab)
     f = v.figures
     report_outage(f"haproxy back on {master} (preempt; {f.failed} failed probe(s))",
                   f.outage_s, str(timing.preempt_back(lab.topo)))
@@ -109,7 +70,7 @@ def test_keepalived_stop_fails_over_fast(steady, lbs, report_outage):
     missed the advert fails this test."""
     lab = steady
     master, backup = lbs
-    v = keepalived_stop_verdict(lab, master, backup)
+    v = failover.keepalived_stop(lab)
     _report(report_outage, f"keepalived SIGTERM on {master}", v,
             timing.keepalived_stop(lab.topo))
     assert v.passed, str(v)
@@ -136,7 +97,7 @@ def test_master_lb_lost_fails_over(steady, lbs, report_outage, fault):
     the backup hears no advert for its master-down interval and takes the VIP."""
     lab = steady
     master, backup = lbs
-    v = master_lost_verdict(lab, master, backup, fault)
+    v = failover.master_lost(lab, fault)
     _report(report_outage, f"{master} {fault}", v, timing.node_crash(lab.topo))
     assert v.passed, str(v)
     # The client follows the backup's gratuitous ARP.
