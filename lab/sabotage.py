@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lab import faults
 from lab.lab import Lab
 from provision import names
 
@@ -118,7 +119,9 @@ def master_answers_500(master: str) -> Sabotage:
 
 def undo_all(lab: Lab) -> None:
     """Whatever a sabotage left on any node: its nft tables, HAProxy's health checks,
-    configs that differ from the render."""
+    configs that differ from the render. Crashed nodes and stopped daemons (sshd among
+    them, the harness's way in) are brought back first."""
+    faults.restore(lab)
     for name in lab.nodes:
         if lab.provider.node_state(name) == "running":
             _unnft(lab, name)

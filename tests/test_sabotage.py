@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from lab import failover, faults, measure, observe, sabotage, timing
+from lab import steady as steady_state
 from lab.chaos import runner, scenario
 from lab.sabotage import Sabotage
 from provision import names
@@ -39,7 +40,7 @@ def broken(steady):
             pass
     sabotage.undo_all(lab)
     faults.restore(lab)
-    steady.wait(lab)
+    steady_state.wait(lab)
 
 
 def _lbs(lab):
