@@ -193,16 +193,41 @@ def startup_seconds(attempts: list[Attempt], before: float) -> float:
     return statistics.median(good)
 
 
-def outage_after(attempts: list[Attempt], t: float) -> float | None:
-    """What kubectl lost after a fault at ``t``: from ``t`` to the start of the first good
-    attempt after the last failed one (0 when none failed). An attempt still running at
-    ``t`` counts: it may have met the fault. None: kubectl never succeeded again."""
+def around_recovery(attempts: list[Attempt], t: float) -> tuple[Attempt | None, Attempt | None]:
+    """The two runs that bracket kubectl's recovery after a fault at ``t``: the last failed
+    one (None: none failed) and the first good one after it (None: none came). A run still
+    going at ``t`` counts: it may have met the fault."""
     seen = sorted((a for a in attempts if a.end > t), key=lambda a: a.start)
     bad = [a for a in seen if not a.ok]
     if not bad:
+        return None, None
+    good = [a for a in seen if a.ok and a.start >= bad[-1].end]
+    return bad[-1], good[0] if good else None
+
+
+def outage_after(attempts: list[Attempt], t: float) -> float | None:
+    """What kubectl lost after a fault at ``t``: from ``t`` to the start of the first good
+    attempt after the last failed one (0 when none failed). None: kubectl never succeeded
+    again."""
+    last_bad, first_good = around_recovery(attempts, t)
+    if last_bad is None:
         return 0.0
-    last_bad = bad[-1]
-    good_after = [a for a in seen if a.ok and a.start >= last_bad.end]
-    if not good_after:
-        return None
-    return good_after[0].start - t
+    return None if first_good is None else first_good.start - t
+
+
+def agreement_tolerance(probe_interval: float, last_probe_failure: float, startup: float,
+                        last_bad: Attempt, first_good: Attempt) -> float:
+    """How far kubectl's outage and halab's probe's may differ, each measured as "fault to
+    the start of the first good request after the last failed one".
+
+    The service came back somewhere between the last failed request's connect and the
+    first good one's. halab's probe connects as it starts, one every ``probe_interval`` (or
+    at once after a slower one: ``last_probe_failure`` is the last failed probe's latency).
+    A kubectl run connects somewhere within its own duration, after the process started;
+    its next run starts when the last one ends. So each figure is as sharp as the requests
+    around the recovery: with fast failures (connection refused) one probe interval +
+    kubectl's start-up (``startup``, the floor); a request that hangs at the moment the VIP
+    moves (its SYN reached the old holder) makes its client late by its own timeout, and a
+    kubectl run slowed by a busy machine connects late by as much."""
+    kubectl_blur = max(startup, last_bad.seconds, first_good.seconds)
+    return max(probe_interval, last_probe_failure) + kubectl_blur

@@ -76,3 +76,21 @@ def test_loop_check_reports_a_dead_thread_and_gaps():
     loop.attempts.append(ok(10.0))
     loop.attempts.append(ok(20.0))
     loop.check()
+
+
+def test_the_runs_around_the_recovery_and_the_tolerance():
+    runs = [ok(0.0), bad(1.0), bad(1.05, 1.0), ok(2.05, 0.2), ok(2.3)]
+    assert kubectl.around_recovery(runs, 0.5) == (bad(1.05, 1.0), ok(2.05, 0.2))
+    assert kubectl.around_recovery([ok(0.0), ok(1.0)], 0.5) == (None, None)
+    assert kubectl.around_recovery([ok(0.0), bad(1.0)], 0.5) == (bad(1.0), None)
+    # Fast failures and quick runs: one probe interval + kubectl's start-up.
+    assert kubectl.agreement_tolerance(0.05, 0.001, 0.06, bad(1.0, 0.04), ok(1.1, 0.05)) \
+        == pytest.approx(0.11)
+    # A probe that hung at the move makes halab late by its timeout.
+    assert kubectl.agreement_tolerance(0.05, 0.5, 0.06, bad(1.0, 0.04), ok(1.1, 0.05)) \
+        == pytest.approx(0.56)
+    # So does a kubectl run that hung, or a good run slow to start on a busy machine.
+    assert kubectl.agreement_tolerance(0.05, 0.0, 0.06, bad(1.0, 1.0), ok(2.0)) \
+        == pytest.approx(1.05)
+    assert kubectl.agreement_tolerance(0.05, 0.0, 0.06, bad(1.0), ok(1.1, 0.14)) \
+        == pytest.approx(0.19)
