@@ -81,6 +81,18 @@ def probe(lab: Lab) -> Prober:
 
 
 @pytest.fixture(scope="session")
+def kubectl(lab: Lab):  # noqa: ANN201 - lab.kubectl.Kubectl, imported lazily
+    """A real Kubernetes client from the lab's client: kubectl with the lab's kubeconfig
+    (.halab/<name>/kubeconfig: https://VIP:6443, the lab CA)."""
+    from lab.kubectl import Kubectl
+
+    try:
+        return Kubectl(lab)
+    except HalabError as e:
+        _fail(e)
+
+
+@pytest.fixture(scope="session")
 def hosts(lab: Lab) -> dict:
     """Every managed node as a pytest-testinfra host, by node name."""
     return {name: node.host for name, node in lab.nodes.items() if node.managed}

@@ -68,6 +68,11 @@ class Provider(abc.ABC):
     def client_netns(self) -> str | None:
         """The network namespace where probes and SSH start (None: this host's own)."""
 
+    def wire(self) -> tuple[str | None, str]:
+        """Where the lab's LAN can be listened to: (network namespace, None for this
+        host's own; the interface every node's frames cross, e.g. the lab's bridge)."""
+        raise NotImplementedError(f"the {self.name} provider cannot show the lab's wire")
+
     # -- faults: what only the machine layer can do ---------------------------------------
     @abc.abstractmethod
     def link_down(self, name: str) -> None:

@@ -395,6 +395,21 @@ class VagrantProvider(Provider):
     def client_netns(self) -> str | None:
         return self.host.netns if self.mode == "isolated" else None
 
+    def wire(self) -> tuple[str | None, str]:
+        """The lab network's bridge, whose ports are the VMs' lab NICs (tap devices) and
+        which carries the client's address. libvirt named it when vagrant-libvirt created
+        the network (virbrN): ask libvirt. It lives where libvirtd runs: the isolated
+        host's namespace, or this host's own on a workstation's libvirt.
+        Not yet verified on a running VM lab."""
+        import libvirt
+
+        try:
+            bridge = self._conn().networkLookupByName(f"{self.topo.prefix}lan").bridgeName()
+        except libvirt.libvirtError as e:
+            raise LabStateError(f"the lab network {self.topo.prefix}lan is not there ({e}); "
+                                "is the lab up? `halab status`") from None
+        return self.client_netns(), bridge
+
     # -- faults through the hypervisor ---------------------------------------------------
     def _lan_interface_xml(self, dom) -> str:  # noqa: ANN001
         import xml.etree.ElementTree as ET
