@@ -445,13 +445,15 @@ def restore(lab: Lab) -> list[str]:
     for name, node in lab.nodes.items():
         if not node.managed:
             continue
+        # Daemons first: sshd among them is the way in for what follows.
+        for svc in node.services.installed():
+            if not node.services.status(svc).active:
+                start(lab, name, svc)
+                done.append(f"started {svc} on {name}")
+        node.close()  # a connection to an sshd that was killed is dead
         active = impairments(lab, name)
         if active:
             unimpair(lab, name)
             heal(lab, name)
             done.append(f"removed {', '.join(active)} on {name}")
-        for svc in node.services.installed():
-            if not node.services.status(svc).active:
-                start(lab, name, svc)
-                done.append(f"started {svc} on {name}")
     return done
