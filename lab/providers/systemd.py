@@ -59,6 +59,14 @@ class SystemdServices:
     def restart(self, name: str) -> None:
         self._run("systemctl restart %s", name)
 
+    def log_mark(self) -> object:
+        return self._run("date +%s.%N").stdout.strip()  # the node's clock, for journalctl
+
+    def logs_since(self, mark: object, lines: int = 15) -> dict[str, str]:
+        return {u: self._run("journalctl --no-pager -o short-precise -u %s --since @%s -n %s",
+                             u, str(mark).split(".")[0], lines, check=False).stdout
+                for u in self.installed()}
+
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
         if not self.status(name).active:
             raise HalabError(f"{name} is not running on {self.node}: nothing to signal")

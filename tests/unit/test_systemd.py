@@ -63,3 +63,16 @@ def test_status_reads_systemd():
     assert not svc.status("haproxy").active
     host.active = True
     assert svc.status("haproxy").pid == 42
+
+
+def test_logs_since_asks_the_journal_from_the_mark_on():
+    host = FakeHost()
+    svc = SystemdServices("lb01", host)
+    host.run = lambda c, timeout=60: (host.commands.append(c) or Result(
+        c, 0, "1764130000.123\n" if c.startswith("date") else
+        ("haproxy.json\n" if c.startswith("ls") else "a line\n"), ""))
+    mark = svc.log_mark()
+    logs = svc.logs_since(mark, lines=5)
+    assert logs == {"haproxy": "a line\n"}
+    assert any(c.startswith("journalctl") and "-u haproxy --since @1764130000 -n 5" in c
+               for c in host.commands)
