@@ -48,12 +48,14 @@ def _gone(lab: Lab, node: str, service: str) -> None:
               lambda: n.run("pgrep -x %s", service).rc == 1, timeout=10, interval=0.05)
 
 
-def kill(lab: Lab, node: str, service: str, sig: signal.Signals = signal.SIGKILL) -> None:
+def kill(lab: Lab, node: str, service: str, sig: signal.Signals = signal.SIGKILL) -> float:
     """Signal a daemon's main process (SIGKILL: it crashes; SIGTERM: it shuts down); for
-    these two, return once it is gone."""
-    lab.node(node).services.kill(service, sig)
+    these two, return once it is gone. Returns when the signal took effect (this host's
+    monotonic clock): the moment a failover is timed from."""
+    at = lab.node(node).services.kill(service, sig)
     if sig in (signal.SIGKILL, signal.SIGTERM):
         _gone(lab, node, service)
+    return at
 
 
 def stop(lab: Lab, node: str, service: str) -> None:

@@ -81,8 +81,9 @@ class ServiceManager(Protocol):
 
     def restart(self, name: str) -> None: ...
 
-    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Send a signal to the daemon's main process and nothing else."""
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> float:
+        """Send a signal to the daemon's main process and nothing else; return when it
+        went out, on this host's monotonic clock (the node's own moment, mapped)."""
         ...
 
     def status(self, name: str) -> ServiceState: ...

@@ -157,11 +157,13 @@ class NetnsServices:
         except OSError:
             return "(no log)"
 
-    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> float:
         pid = self._host_pid(name)
         if pid is None:
             raise HalabError(f"{name} is not running on {self.node}: nothing to signal")
+        t = time.monotonic()  # the signal goes from this host: it takes effect now
         os.kill(pid, sig)
+        return t
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
         pid = self._host_pid(name)
