@@ -9,6 +9,7 @@ broken: never passed) and must name what broke.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 
 import pytest
@@ -187,9 +188,21 @@ def test_scenario_passes_healthy_and_fails_sabotaged(steady, broken, monkeypatch
             broken(s)
         return real_inject(lab_, fault_name, nodes, params)
 
+    real_restore = faults.restore
+
+    def restore(lab_):
+        # The runner's way back after a failed run: the sabotage goes first, or the lab
+        # would never be steady again.
+        s.undo(lab_)
+        return real_restore(lab_)
+
     monkeypatch.setattr(faults, "inject", inject)
+    monkeypatch.setattr(faults, "restore", restore)
+    t0 = time.monotonic()
     run = runner.run_scenario(lab, sc)
     monkeypatch.setattr(faults, "inject", real_inject)
+    monkeypatch.setattr(faults, "restore", real_restore)
+    print(f"{name}: healthy {healthy.duration:.1f} s, sabotaged {time.monotonic() - t0:.1f} s")
     assert hooked, "the scenario never injected its fault"
     assert run.status == "failed", (f"{name} passed with '{s.name}' under it: "
                                     f"{run.problems or run.outages}")
