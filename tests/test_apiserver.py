@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lab import faults, observe, timing
-from lab.kubectl import Kubectl, write_kubeconfig
+from lab.kubectl import Kubectl
 from lab.probes import NetnsSockets, Prober
+from provision.kubeconfig import write_kubeconfig
 
 pytestmark = [pytest.mark.needs_lab]
 
@@ -130,7 +131,8 @@ def test_wrong_hostname_is_refused(lab, name):
 
 def test_kubectl_refuses_a_wrong_ca(lab, kubectl, foreign_ca, tmp_path):
     assert kubectl.run("get", "--raw", "/healthz").ok  # the lab's kubeconfig works
-    wrong = Kubectl(lab, write_kubeconfig(lab, tmp_path / "kubeconfig", ca_file=foreign_ca))
+    wrong = Kubectl(lab, write_kubeconfig(lab.topo, lab.state, tmp_path / "kubeconfig",
+                                         ca_file=foreign_ca))
     a = wrong.run("get", "--raw", "/healthz", "--request-timeout=5s")
     assert not a.ok, f"kubectl trusted a server its CA never signed: {a.output!r}"
     assert "x509: certificate signed by unknown authority" in a.error, a.error

@@ -164,6 +164,10 @@ SABOTAGES: dict[str, tuple[Callable, tuple[str, ...]]] = {
 }
 
 
+# Scenarios whose verdict rests on the heal after the rollback: their sabotage stays.
+THROUGH_ROLLBACK = {"split-brain"}
+
+
 def test_every_builtin_scenario_has_a_sabotage():
     assert set(SABOTAGES) == {s.name for s in scenario.load_all()}
 
@@ -188,20 +192,35 @@ def test_scenario_passes_healthy_and_fails_sabotaged(steady, broken, monkeypatch
             broken(s)
         return real_inject(lab_, fault_name, nodes, params)
 
-    real_restore = faults.restore
+    real_restore, real_undo = faults.restore, faults.undo
+    undone: list[bool] = []
+
+    def lift(lab_) -> None:
+        if hooked and not undone:
+            undone.append(True)
+            s.undo(lab_)
 
     def restore(lab_):
         # The runner's way back after a failed run: the sabotage goes first, or the lab
         # would never be steady again.
-        s.undo(lab_)
+        lift(lab_)
         return real_restore(lab_)
+
+    def undo(lab_, fault_name, nodes, params=None):
+        # The outage ends with the scenario's own rollback, unless what the scenario
+        # judges is the heal itself (split brain): then it lasts through the rollback.
+        if name not in THROUGH_ROLLBACK:
+            lift(lab_)
+        return real_undo(lab_, fault_name, nodes, params)
 
     monkeypatch.setattr(faults, "inject", inject)
     monkeypatch.setattr(faults, "restore", restore)
+    monkeypatch.setattr(faults, "undo", undo)
     t0 = time.monotonic()
     run = runner.run_scenario(lab, sc)
     monkeypatch.setattr(faults, "inject", real_inject)
     monkeypatch.setattr(faults, "restore", real_restore)
+    monkeypatch.setattr(faults, "undo", real_undo)
     print(f"{name}: healthy {healthy.duration:.1f} s, sabotaged {time.monotonic() - t0:.1f} s")
     assert hooked, "the scenario never injected its fault"
     assert run.status == "failed", (f"{name} passed with '{s.name}' under it: "

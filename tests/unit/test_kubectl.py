@@ -8,6 +8,7 @@ import pytest
 
 from lab import kubectl
 from lab.kubectl import Attempt
+from provision import kubeconfig
 
 
 def ok(start: float, dur: float = 0.05) -> Attempt:
@@ -26,7 +27,7 @@ def test_the_binary_is_this_environments_never_path(monkeypatch):
 
 
 def test_kubeconfig_names_the_vip_the_ca_and_a_user():
-    cfg = kubectl.kubeconfig("https://192.168.0.203:6443", Path("/s/pki/ca.crt"),
+    cfg = kubeconfig.kubeconfig("https://192.168.0.203:6443", Path("/s/pki/ca.crt"),
                              Path("/s/c.crt"), Path("/s/c.key"), "halab-x")
     cluster = cfg["clusters"][0]["cluster"]
     assert cluster == {"server": "https://192.168.0.203:6443",
@@ -34,7 +35,7 @@ def test_kubeconfig_names_the_vip_the_ca_and_a_user():
     assert "insecure-skip-tls-verify" not in cluster
     assert cfg["current-context"] == "halab-x"
     ctx = cfg["contexts"][0]["context"]
-    assert ctx == {"cluster": "halab-x", "user": kubectl.USER}
+    assert ctx == {"cluster": "halab-x", "user": kubeconfig.USER}
 
 
 def test_outage_from_the_fault_to_the_first_good_run_after_the_last_bad():
