@@ -105,7 +105,8 @@ def timeline_svg(run: dict[str, Any]) -> str:
 
     # VIP holder lanes: runs of samples; a gap in the samples stays grey.
     for lb in lbs:
-        hs = sorted((h["t"], h["holds"]) for h in holdings if h["lb"] == lb)
+        hs = sorted(((h["t"], h["holds"]) for h in holdings if h["lb"] == lb),
+                    key=lambda x: x[0])
         p.label(f"VIP on {lb}", p.y + 11)
         p.rect(0, t_max, p.y, LANE, UNKNOWN, f"{lb}: no sample (unreachable, frozen, down)")
         start = 0
@@ -115,8 +116,11 @@ def timeline_svg(run: dict[str, Any]) -> str:
                 continue
             t0, holds = hs[start]
             t1 = hs[i - 1][0] + interval if gap else hs[i][0]
-            p.rect(t0, t1, p.y, LANE, colour[lb] if holds else "#ffffff",
-                   f"{lb} {'holds' if holds else 'does not hold'} the VIP {t0:.2f}-{t1:.2f} s")
+            # holds None: the LB was running but could not be asked (unknown, grey).
+            fill = UNKNOWN if holds is None else colour[lb] if holds else "#ffffff"
+            what = {None: "could not be asked whether it holds", True: "holds",
+                    False: "does not hold"}[holds]
+            p.rect(t0, t1, p.y, LANE, fill, f"{lb} {what} the VIP {t0:.2f}-{t1:.2f} s")
             start = i
         p.y += LANE + GAP
     # Probe outcome lanes.
