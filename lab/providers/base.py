@@ -25,10 +25,12 @@ class Provider(abc.ABC):
     # How long the lab may take to get back to steady state after a fault is undone: the
     # slowest undo is booting a crashed node.
     settle_s: ClassVar[float] = 30.0
-    # Exchanges in flight that a preempting return may cut: the old holder's connection
-    # is reset when its packets reach the new holder. With one request in flight at a time
-    # the prober loses at most one; the embedded lab's switch moves fast enough to lose none.
-    preempt_cuts: ClassVar[int] = 0
+    # Exchanges in flight that a preempting return may cut: a connection made through the
+    # old holder dies when its next packets reach the new holder, which knows nothing of
+    # it (no connection sync between the LBs). The prober has one request in flight at a
+    # time, so it loses at most one; measured on both providers. New connections must
+    # never fail: that allowance is zero everywhere.
+    preempt_cuts: ClassVar[int] = 1
 
     def __init__(self, topo: Topology, state: LabState) -> None:
         self.topo = topo

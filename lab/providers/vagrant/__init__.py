@@ -51,9 +51,6 @@ VIR_DOMAIN_RUNNING, VIR_DOMAIN_PAUSED = 1, 3
 class VagrantProvider(Provider):
     name = "vagrant"
     settle_s = 300.0  # a crashed VM boots again in ~60 s under TCG, then its daemons start
-    # Measured under TCG: one request in flight through the old holder is cut as the VIP
-    # moves back (its gratuitous ARP lands while the request is on the wire).
-    preempt_cuts = 1
 
     # -- places --------------------------------------------------------------------------
     @property
