@@ -125,10 +125,11 @@ def undo_all(lab: Lab) -> None:
     for name in lab.nodes:
         if lab.provider.node_state(name) == "running":
             _unnft(lab, name)
+    enable = "; ".join(
+        f"enable health {proxy}/{names.server_name(proxy, m.name)}"
+        for proxy in names.PROXIES
+        for m in (lab.topo.control_planes if proxy == names.API_PROXY else lab.topo.ingresses))
     for lb in lab.load_balancers:
-        for proxy in (names.API_PROXY, names.INGRESS_PROXY, names.HTTP_PROXY):
-            for m in lab.topo.ingresses if proxy != names.API_PROXY else lab.topo.control_planes:
-                lb.run("echo %s | nc -U -w 2 %s",
-                       f"enable health {proxy}/{names.server_name(proxy, m.name)}",
-                       names.HAPROXY_STATS_SOCKET)
+        # One round trip: the stats socket takes commands separated by semicolons.
+        lb.run("echo %s | nc -U -w 2 %s", enable, names.HAPROXY_STATS_SOCKET)
     lab.provision()

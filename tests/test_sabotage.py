@@ -164,10 +164,6 @@ SABOTAGES: dict[str, tuple[Callable, tuple[str, ...]]] = {
 }
 
 
-# Scenarios whose verdict rests on the heal after the rollback: their sabotage stays.
-THROUGH_ROLLBACK = {"split-brain"}
-
-
 def test_every_builtin_scenario_has_a_sabotage():
     assert set(SABOTAGES) == {s.name for s in scenario.load_all()}
 
@@ -192,7 +188,7 @@ def test_scenario_passes_healthy_and_fails_sabotaged(steady, broken, monkeypatch
             broken(s)
         return real_inject(lab_, fault_name, nodes, params)
 
-    real_restore, real_undo = faults.restore, faults.undo
+    real_restore, real_step = faults.restore, runner._Player.step
     undone: list[bool] = []
 
     def lift(lab_) -> None:
@@ -206,21 +202,21 @@ def test_scenario_passes_healthy_and_fails_sabotaged(steady, broken, monkeypatch
         lift(lab_)
         return real_restore(lab_)
 
-    def undo(lab_, fault_name, nodes, params=None):
-        # The outage ends with the scenario's own rollback, unless what the scenario
-        # judges is the heal itself (split brain): then it lasts through the rollback.
-        if name not in THROUGH_ROLLBACK:
-            lift(lab_)
-        return real_undo(lab_, fault_name, nodes, params)
+    def step(player, st, phase):
+        # The outage lasts through the method (the heal of a split brain included) and ends
+        # where the scenario's own rollbacks begin.
+        if phase == "rollback":
+            lift(player.lab)
+        return real_step(player, st, phase)
 
     monkeypatch.setattr(faults, "inject", inject)
     monkeypatch.setattr(faults, "restore", restore)
-    monkeypatch.setattr(faults, "undo", undo)
+    monkeypatch.setattr(runner._Player, "step", step)
     t0 = time.monotonic()
     run = runner.run_scenario(lab, sc)
     monkeypatch.setattr(faults, "inject", real_inject)
     monkeypatch.setattr(faults, "restore", real_restore)
-    monkeypatch.setattr(faults, "undo", real_undo)
+    monkeypatch.setattr(runner._Player, "step", real_step)
     print(f"{name}: healthy {healthy.duration:.1f} s, sabotaged {time.monotonic() - t0:.1f} s")
     assert hooked, "the scenario never injected its fault"
     assert run.status == "failed", (f"{name} passed with '{s.name}' under it: "
