@@ -145,7 +145,7 @@ SABOTAGES: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "lb-freeze": (_lb_blackhole, ("no good api probe",)),
     "lb-link-down": (_lb_blackhole, ("no good api probe",)),
     "haproxy-restart": (lambda lab: sabotage.broken_haproxy_config(lab.topo.master_lb.name),
-                        ("no good api probe", "VIP on")),
+                        ("did not start", "no good api probe", "VIP on")),
     "apiserver-kill": (lambda lab: sabotage.health_checks_off(lab.masters[0].name),
                        ("DOWN", "UP", "no good api probe")),
     "apiservers-down-2": (lambda lab: sabotage.health_checks_off(lab.masters[1].name),
