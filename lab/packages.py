@@ -43,6 +43,9 @@ class Need:
     why: str
     scopes: frozenset[str]
     label: str = ""  # how a person calls it, where the command is a path
+    # Other commands of the same package that halab runs: covered by this entry (the
+    # package is all or nothing), not checked one by one.
+    also: tuple[str, ...] = ()
 
     @property
     def is_path(self) -> bool:
@@ -53,10 +56,11 @@ class Need:
         return self.label or os.path.basename(self.command)
 
 
-def _need(command: str, package: str, why: str, *scopes: str, label: str = "") -> Need:
+def _need(command: str, package: str, why: str, *scopes: str, label: str = "",
+          also: tuple[str, ...] = ()) -> Need:
     unknown = set(scopes) - set(SCOPES)
     assert not unknown, f"unknown scope {unknown} for {command}"
-    return Need(command, package, why, frozenset(scopes), label)
+    return Need(command, package, why, frozenset(scopes), label, also)
 
 
 NEEDS: tuple[Need, ...] = (
@@ -65,13 +69,15 @@ NEEDS: tuple[Need, ...] = (
     _need("/usr/lib/python3*/ensurepip/__init__.py", "python3-venv",
           "`python3 -m venv` in make setup", "netns", "vagrant", label="python3 -m venv"),
     _need("make", "make", "the README's commands (make demo, make test)", "netns", "vagrant"),
+    _need("dpkg-query", "dpkg", "set-up asks which packages are installed", "netns", "vagrant",
+          "ci"),
     # -- namespaces, links and the nodes' init ------------------------------------------------
     _need("ip", "iproute2", "namespaces, veths, the lab bridge, addresses, `ip neigh`",
           "netns", "vagrant", "guest"),
     _need("tc", "iproute2", "tc netem: the loss, delay and jitter faults", "netns", "guest"),
     _need("ss", "iproute2", "testinfra's socket checks on the nodes", "netns", "guest"),
     _need("unshare", "util-linux", "a node's PID, mount, UTS and IPC namespaces; the VM "
-          "lab's private libvirt host", "netns", "vagrant", "ci"),
+          "lab's private libvirt host", "netns", "vagrant", "ci", also=("pivot_root",)),
     _need("nsenter", "util-linux", "running commands and daemons inside a node",
           "netns", "vagrant"),
     _need("setsid", "util-linux", "daemons detached to the node's PID 1", "netns"),
@@ -103,10 +109,12 @@ NEEDS: tuple[Need, ...] = (
     _need("/usr/sbin/nginx", "nginx", "the API server and ingress stand-ins", "netns", "guest"),
     _need("openssl", "openssl", "the tests read certificates on the masters", "netns", "guest"),
     _need("sudo", "sudo", "vagrant's `vagrant` user becomes root", "guest"),
+    _need("systemctl", "systemd", "the VM nodes' daemons are systemd units", "guest"),
     # Essential packages (always there); listed so that the registry covers what runs.
     _need("sh", "dash", "every command on a node runs through /bin/sh", "netns", "guest"),
     _need("timeout", "coreutils", "bounded commands in tests; stat, sha256sum for testinfra",
-          "netns", "guest"),
+          "netns", "guest", also=("cat", "chmod", "cut", "dirname", "ls", "mkdir",
+                                  "sleep", "sha256sum", "stat", "touch")),
     _need("grep", "grep", "reading qdiscs and daemon output on the nodes", "netns", "guest"),
     # -- the VM lab's host --------------------------------------------------------------------
     _need("vagrant", "vagrant", "the VM lab's lifecycle", "vagrant"),
@@ -142,7 +150,6 @@ NEEDS: tuple[Need, ...] = (
     _need("losetup", "mount", "mapping the box's partition", "vagrant"),
     # -- CI: the pristine Debian root ---------------------------------------------------------
     _need("git", "git", "CI clones the checkout into the pristine root", "ci"),
-    _need("chroot", "coreutils", "entering the pristine root", "ci"),
 )
 
 
@@ -161,9 +168,10 @@ def packages(*scopes: str) -> list[str]:
 
 
 def package_of(command: str) -> str:
-    """The package that ships ``command`` (a name or a path as the registry spells it)."""
+    """The package that ships ``command``: a name, or a path (matched by its name)."""
+    name = os.path.basename(command)
     for n in NEEDS:
-        if command in (n.command, os.path.basename(n.command)):
+        if command == n.command or name == os.path.basename(n.command) or name in n.also:
             return n.package
     raise KeyError(f"{command!r} is not in halab's registry (lab/packages.py)")
 

@@ -9,8 +9,8 @@
 # 1. debootstrap --variant=minbase bookworm, from this machine's own APT mirror (as
 #    box/build.sh does), plus the few packages without which the README's commands cannot
 #    even be typed (see ROOT_PACKAGES).
-# 2. Into that root, in private mount and PID namespaces (chroot, with its own /proc, /sys,
-#    /dev and an empty /run: `ip netns` inside sees only its own namespaces): a fresh
+# 2. Into that root, in private mount and PID namespaces (pivot_root, with its own /proc,
+#    /sys, /dev and an empty /run: `ip netns` inside sees only its own namespaces): a fresh
 #    `git clone` of this checkout's HEAD, then, as root, `make demo` and `make test` (the
 #    whole embedded suite), `halab doctor`, `make clean`; then the VM provider's set-up
 #    (`make setup-vagrant`) and `halab doctor --provider vagrant`.
@@ -126,17 +126,36 @@ printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$R
 printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
 chmod 755 "$ROOT/usr/sbin/policy-rc.d"
 # This machine's way to the network, not packages: its locally added CA certificates (a
-# TLS-inspecting proxy's, say), its pip configuration and environment (index, certificate),
-# so that pip in the root reaches PyPI as it does here.
+# TLS-inspecting proxy's, say) and its pip settings (index, certificate, timeouts, from its
+# pip.conf files and PIP_* environment), so that pip in the root reaches PyPI as it does
+# here. The settings go into the root's /etc/pip.conf; values that name local files or
+# folders the root does not have (a local wheel folder) are left out.
 if compgen -G "/usr/local/share/ca-certificates/*" >/dev/null; then
   cp -a /usr/local/share/ca-certificates/. "$ROOT/usr/local/share/ca-certificates/"
 fi
-for f in /etc/pip.conf /etc/xdg/pip "$HOME/.config/pip/pip.conf" "$HOME/.pip/pip.conf"; do
-  [ -e "$f" ] || continue
-  dest="$ROOT${f/#$HOME//root}"
-  mkdir -p "$(dirname "$dest")"
-  cp -a "$f" "$dest"
-done
+if python3 -m pip --version >/dev/null 2>&1; then
+  python3 -m pip config list 2>/dev/null | python3 -c '
+import ast, os, sys
+root = sys.argv[1]
+sections = {}
+for line in sys.stdin:
+    key, sep, value = line.rstrip("\n").partition("=")
+    if not sep:
+        continue
+    section, _, name = key.rpartition(".")
+    section = "global" if section in ("", ":env:") else section
+    kept = [v for v in str(ast.literal_eval(value)).split()
+            if not v.startswith(("/", "file:")) or os.path.exists(
+                root + (v[len("file://"):] if v.startswith("file:") else v))]
+    if kept:
+        sections.setdefault(section, {})[name] = " ".join(kept)
+with open(os.path.join(root, "etc/pip.conf"), "w") as f:
+    f.write("# carried from the machine that built this root (scripts/pristine.sh)\n")
+    for section, items in sections.items():
+        f.write(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items()))
+' "$ROOT"
+  log "pip settings carried into the root: $(grep -v '^#' "$ROOT/etc/pip.conf" | tr '\n' ' ')"
+fi
 # The clone's source: this checkout's commit as a bundle (git clone reads it as a remote).
 git -C "$REPO" bundle create -q "$ROOT/tmp/halab-ci.bundle" HEAD
 # Inside the root, what runs (as PID 1 of its PID namespace), step by step.
@@ -180,7 +199,7 @@ fi
 STEPS
 chmod 755 "$ROOT/tmp/halab-ci-steps.sh"
 # Run by unshare as PID 1 of the new PID namespace, in the new mount namespace: mounts the
-# root's own /proc, /sys, /dev, /run, then enters it.
+# root's own /proc, /sys, /dev, /run, then makes it the namespace's root.
 cat > "$WORK/enter.sh" <<'ENTER'
 #!/bin/bash
 set -euo pipefail
@@ -206,7 +225,16 @@ ln -s /proc/self/fd/2 "$R/dev/stderr"
 mount -t tmpfs -o mode=1777,nosuid,nodev halab-ci-shm "$R/dev/shm"
 mount -t tmpfs -o mode=0755,nosuid,nodev halab-ci-run "$R/run"
 mkdir -p "$R/run/lock"
-exec chroot "$R" /tmp/halab-ci-steps.sh
+# pivot_root, not chroot: a chroot is not the root of its mount namespace, and
+# `nsenter -m` (how halab starts a node's daemons) lands in the namespace's root, which
+# would be this machine's / instead of the pristine one.
+cd "$R"
+mkdir -p .halab-ci-old
+pivot_root . .halab-ci-old
+umount -l /.halab-ci-old
+rmdir /.halab-ci-old
+cd /
+exec /tmp/halab-ci-steps.sh
 ENTER
 chmod 755 "$WORK/enter.sh"
 phase_end
@@ -216,9 +244,10 @@ phase "in the root: the README's commands"
 env_keep=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
           LANG=C.UTF-8 TERM=dumb HALAB_CI_LAB="${HALAB_CI_LAB:-}"
           HALAB_CI_VAGRANT="${HALAB_CI_VAGRANT:-1}")
+# A proxy, if this machine goes through one (pip's own settings are in the root's pip.conf).
 while IFS='=' read -r k v; do
   case "$k" in
-    PIP_*|http_proxy|https_proxy|no_proxy|HTTP_PROXY|HTTPS_PROXY|NO_PROXY) env_keep+=("$k=$v") ;;
+    http_proxy|https_proxy|no_proxy|HTTP_PROXY|HTTPS_PROXY|NO_PROXY) env_keep+=("$k=$v") ;;
   esac
 done < <(env)
 set +e
