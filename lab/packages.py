@@ -15,6 +15,9 @@ Scopes (where a command runs, and for what):
     vagrant    the VM lab's host side: vagrant, libvirt, qemu, the box build, libvirt-python
     guest      inside a VM node: baked into the box by box/build.sh
     ci         what `.ci/run` needs on the CI machine to build a pristine Debian root
+
+Not here: what the kubeadm control plane installs inside its VMs (containerd, kubeadm,
+from the network: provision/kubeadm.py's own steps).
 """
 
 from __future__ import annotations
