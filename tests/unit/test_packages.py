@@ -215,10 +215,11 @@ def test_module_runs_with_the_system_python_and_no_third_party_import(tmp_path):
     assert p.returncode == 0, p.stderr
     out = p.stdout.split()
     assert "nftables" in out and "dnsmasq-base" in out and len(out) == len(set(out))
-    src = (ROOT / "lab/packages.py").read_text()
-    imports = re.findall(r"^(?:from|import) (\S+)", src, flags=re.M)
-    assert all(m.split(".")[0] in sys.stdlib_module_names or m == "__future__"
-               for m in imports), imports
+    tree = ast.parse((ROOT / "lab/packages.py").read_text())
+    imports = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imports += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert imports and all(m.split(".")[0] in sys.stdlib_module_names or m == "__future__"
+                           for m in imports), imports
 
 
 def test_setup_script_has_no_list_of_its_own():
