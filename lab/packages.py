@@ -89,6 +89,8 @@ NEEDS: tuple[Need, ...] = (
     _need("hostname", "hostname", "each node's own host name", "netns"),
     _need("tini", "tini", "the nodes' PID 1, which reaps killed daemons", "netns"),
     # -- faults inside the nodes --------------------------------------------------------------
+    _need("nft", "nftables", "the partition (split brain) and packet-loss faults",
+          "netns", "guest"),
     _need("ping", "iputils-ping", "the link and partition fault tests", "netns", "guest"),
     _need("killall", "psmisc", "keepalived's check script `killall -0 haproxy` (the guide's)",
           "netns", "guest"),
