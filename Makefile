@@ -41,8 +41,11 @@ setup-vagrant: $(VENV)/.installed
 box: setup-vagrant
 	box/build.sh
 
+# A lab that is already up is kept, so that `make lab-up && pytest` works every time.
 lab-up: $(if $(filter vagrant,$(PROVIDER)),box,setup)
-	$(HALAB) up -f $(LAB) --provider $(PROVIDER)
+	@if $(HALAB) status -f $(LAB) >/dev/null 2>&1; then \
+	    echo "lab-up: the lab of $(LAB) is already up (make lab-down LAB=$(LAB) to rebuild it)"; \
+	else $(HALAB) up -f $(LAB) --provider $(PROVIDER); fi
 
 lab-down: $(VENV)/.installed
 	$(HALAB) down -f $(LAB)

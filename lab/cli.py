@@ -6,8 +6,8 @@ paragraph and exit non-zero, with no traceback.
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -17,9 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lab import faults, observe, timing
+from lab import failover, faults, observe, steady, timing
+from lab import status as lab_status
 from lab.errors import HalabError, PrerequisiteError
 from lab.lab import PROVIDERS, Lab
+from lab.probes import Timeline
+from provision import names
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
@@ -28,6 +31,7 @@ out = Console()
 err = Console(stderr=True)
 
 LabFile = Annotated[Path, typer.Option("-f", "--file", help="the lab file")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable: JSON on stdout")]
 ProviderOpt = Annotated[str | None, typer.Option(
     "--provider", help=f"one of {', '.join(PROVIDERS)} (default: lab.yaml's, or netns)")]
 
@@ -48,7 +52,7 @@ def up(file: LabFile = Path("lab.yaml"), provider: ProviderOpt = None) -> None:
 
         lab.up(progress)
         st.update("waiting for the VIP and every backend")
-        faults.wait_steady(lab, 30)
+        steady.wait(lab)
     out.print(f"lab '{lab.topo.name}' is up ({lab.provider.name}) in "
               f"{time.monotonic() - t0:.1f} s; VIP {lab.vip}")
     _status_table(lab)
@@ -58,8 +62,7 @@ def up(file: LabFile = Path("lab.yaml"), provider: ProviderOpt = None) -> None:
 @app.command()
 def doctor(provider: Annotated[str, typer.Option(
                "--provider", help="netns (the embedded lab) or vagrant (VMs)")] = "netns",
-           as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
-           ) -> None:
+           as_json: JsonOpt = False) -> None:
     """Can this machine run the lab? Commands and their Debian packages, root, the kernel's
     namespaces, nftables and netem; exit 3 when something required is missing."""
     from lab import doctor as doc
@@ -127,41 +130,85 @@ def _rm(d: Path) -> None:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _status_table(lab: Lab) -> None:
-    holders = observe.vip_holders(lab)
-    t = Table(title=f"lab {lab.topo.name} ({lab.provider.name}), VIP {lab.vip}")
-    for col in ("node", "roles", "address", "state", "VIP", "daemons"):
-        t.add_column(col)
-    for name, node in lab.nodes.items():
-        state = lab.provider.node_state(name)
-        daemons = ""
-        if node.managed and state not in ("crashed", "absent"):
-            daemons = ", ".join(
-                f"{s}{'' if node.services.status(s).active else ' (stopped)'}"
-                for s in node.services.installed())
-        t.add_row(name, ", ".join(r.value for r in node.roles), node.address, state,
-                  "holds" if name in holders else "", daemons)
-    out.print(t)
-    b = Table(title="HAProxy backends (k8s-api-server / ingress)")
-    b.add_column("server")
-    lbs = [lb.name for lb in lab.load_balancers if lab.provider.node_state(lb.name) == "running"]
-    for lb in lbs:
-        b.add_column(lb)
-    states = {lb: {(x.proxy, x.server): x.status for x in observe.backends(lab, lb)}
-              for lb in lbs}
-    keys = sorted({k for s in states.values() for k in s}, key=lambda k: (k[0], k[1]))
+def _tty() -> bool:
+    """Rich tables for a person at a terminal. In a pipe or a file Rich would squeeze the
+    columns into 80 characters and cut them with '…', so plain lines go there instead."""
+    return sys.stdout.isatty()
+
+
+def _json(data: object) -> None:
+    # Not through Rich: no colour, no wrapping, exactly what json.loads reads back.
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _plain(rows: list[list[str]]) -> None:
+    """Tab-separated, header first; "-" for an empty cell keeps `awk` and `cut` aligned."""
+    for row in rows:
+        sys.stdout.write("\t".join(c.replace("\t", " ").replace("\n", " ") or "-"
+                                   for c in row) + "\n")
+
+
+def _status_rows(s: lab_status.LabStatus) -> tuple[list[list[str]], list[list[str]]]:
+    """The status as two tables (nodes; HAProxy backends by LB), header rows first."""
+    nodes = [["node", "roles", "address", "state", "VIP", "daemons"]]
+    for n in s.nodes:
+        vip = "" if "loadbalancer" not in n.roles else (
+            "?" if n.holds_vip is None else "holds" if n.holds_vip else "")
+        daemons = "?" if n.daemons is None else ", ".join(
+            f"{d}{'' if st.active else ' (stopped)'}" for d, st in n.daemons.items())
+        nodes.append([n.name, ", ".join(n.roles), n.address, n.state, vip, daemons])
+    lbs = list(s.backends)
+    states = {lb: {(x.proxy, x.server): x.status for x in b.servers or []}
+              for lb, b in s.backends.items()}
+    keys = sorted({k for st in states.values() for k in st})
+    backends = [["server", *lbs]]
     for k in keys:
-        b.add_row(f"{k[0]}/{k[1]}", *[states[lb].get(k, "?") for lb in lbs])
-    out.print(b)
+        backends.append([f"{k[0]}/{k[1]}", *[
+            states[lb].get(k, "?") if s.backends[lb].servers is not None else "?"
+            for lb in lbs]])
+    return nodes, backends
+
+
+def _status_table(lab: Lab) -> None:
+    s = lab_status.gather(lab)
+    nodes, backends = _status_rows(s)
+    title = (f"lab {s.lab} ({s.provider}), VIP {s.vip} on "
+             f"{', '.join(s.vip_holders) or 'no LB'}"
+             + (f" (unknown: {', '.join(s.vip_unknown)})" if s.vip_unknown else ""))
+    errors = s.errors()
+    if not _tty():
+        sys.stdout.write(f"# {title}\n")
+        _plain(nodes)
+        sys.stdout.write("\n# HAProxy backends (k8s-api-server / ingress)\n")
+        _plain(backends)
+        if errors:
+            sys.stdout.write("\n# could not be asked\n")
+            _plain([[where, what] for where, what in errors])
+        return
+    for title_, rows in ((title, nodes), ("HAProxy backends (k8s-api-server / ingress)",
+                                          backends)):
+        t = Table(title=title_)
+        for col in rows[0]:
+            t.add_column(col)
+        for row in rows[1:]:
+            t.add_row(*row)
+        out.print(t)
+    for where, what in errors:
+        out.print(f"[yellow]{where}: could not be asked: {what}[/]", highlight=False)
 
 
 @app.command()
-def status(file: LabFile = Path("lab.yaml")) -> None:
+def status(file: LabFile = Path("lab.yaml"), as_json: JsonOpt = False) -> None:
     """Nodes, roles, addresses, who holds the VIP, HAProxy's backends, daemons."""
     lab = _open(file)
-    lab.require_up()
-    _status_table(lab)
-    lab.close()
+    try:
+        lab.require_up()
+        if as_json:
+            _json(lab_status.gather(lab).as_dict())
+        else:
+            _status_table(lab)
+    finally:
+        lab.close()
 
 
 @app.command(name="exec", context_settings={"allow_extra_args": True,
@@ -185,6 +232,21 @@ def ssh(node: str, file: LabFile = Path("lab.yaml")) -> None:
     os.execvp("ssh", ["ssh", "-F", str(lab.state.ssh_config), node])
 
 
+@app.command(name="vagrant-spec", hidden=True)
+def vagrant_spec(file: LabFile = Path("lab.yaml")) -> None:
+    """For the top-level Vagrantfile: the VM lab's spec as JSON, and how to run vagrant on
+    it, so that `vagrant status` and `vagrant ssh NODE` work in the checkout."""
+    from lab import topology
+    from lab.providers.vagrant import VagrantProvider
+    from lab.state import LabState
+
+    # Not Lab.open: it refuses a vagrant view of a lab that is up with another provider,
+    # which is one of the things this command has to say.
+    topo = topology.load(file)
+    provider = VagrantProvider(topo, LabState(file.resolve().parent, topo.name))
+    _json(provider.for_vagrantfile(file))
+
+
 @app.command()
 def demo(file: LabFile = Path("lab.yaml")) -> None:
     """The headline, live: kill HAProxy on the MASTER LB and watch the VIP move."""
@@ -194,43 +256,34 @@ def demo(file: LabFile = Path("lab.yaml")) -> None:
         lab = _open(file)
     faults.restore(lab)
     with out.status("waiting for the lab to be steady"):
-        faults.wait_steady(lab, 30)
+        steady.wait(lab)
     master = lab.topo.master_lb.name
-    backup = max(lab.topo.backup_lbs, key=lambda n: n.vrrp.priority if n.vrrp else 0).name
     bound = timing.haproxy_crash(lab.topo)
     out.print(f"VIP {lab.vip} is on [bold]{', '.join(observe.vip_holders(lab))}[/]; "
               f"the config promises a failover within {bound}")
-    probe = lab.prober
-    with probe.continuous() as tl:
-        time.sleep(1)
-        t_kill = tl.mark("kill")
-        out.print(f"[red]SIGKILL haproxy on {master}[/]")
-        faults.kill(lab, master, "haproxy", signal.SIGKILL)
-        last = None
-        while time.monotonic() - t_kill < bound.with_margin + 2:
-            holders = observe.vip_holders(lab)
-            recent = tl.of()[-1] if tl.of() else None
-            seen = f"ok via {recent.via}" if recent and recent.ok else "FAIL"
-            line = (f"t+{time.monotonic() - t_kill:5.2f} s  VIP on "
-                    f"{', '.join(holders) or '-':5}  client: {seen}")
-            if line[14:] != last:
-                out.print(line)
-                last = line[14:]
-            if holders == [backup] and recent and recent.ok:
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
-    outage = tl.outage_after(t_kill)
-    moved = observe.vip_holders(lab) == [backup]
-    out.print(f"VIP {'moved to [bold]' + backup + '[/]' if moved else 'did NOT move'}; "
-              f"client outage {outage:.2f} s (bound {bound.with_margin:.2f} s); "
-              f"{len(tl.failures(after=t_kill))} of {len(tl.of())} probes failed")
+    shown: list[str] = []
+
+    def progress(tl: Timeline, t_kill: float) -> None:
+        now = time.monotonic()
+        holders = tl.holders_at(now)
+        recent = tl.of()[-1] if tl.of() else None
+        seen = f"ok via {recent.via}" if recent and recent.ok else (
+            f"FAIL ({recent.stage or recent.error})" if recent else "-")
+        state = (f"VIP on {'?' if holders is None else ', '.join(holders) or '-':5}  "
+                 f"client: {seen}")
+        if not shown or shown[-1] != state:
+            out.print(f"t+{now - t_kill:5.2f} s  {state}", highlight=False)
+            shown.append(state)
+
+    out.print(f"[red]SIGKILL haproxy on {master}[/]")
+    verdict = failover.haproxy_crash(lab, progress)
+    out.print(str(verdict), highlight=False)
     out.print(f"restoring haproxy on {master}...")
-    faults.start(lab, master, "haproxy")
-    faults.wait_steady(lab, timing.preempt_back(lab.topo).with_margin + 10)
+    faults.start(lab, master, names.HAPROXY_UNIT)
+    steady.wait(lab)
     out.print(f"VIP back on {', '.join(observe.vip_holders(lab))}")
     lab.close()
-    if not moved or outage > bound.with_margin:
+    if not verdict.passed:
         raise typer.Exit(1)
 
 
@@ -246,6 +299,33 @@ def _params(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _fault_list(as_json: bool) -> None:
+    if as_json:
+        _json([{"name": f.name, "summary": f.summary, "nodes": f.nodes,
+                "min_nodes": f.min_nodes, "max_nodes": f.max_nodes,
+                "params": f.params,  # name -> default; null: required
+                "required": [k for k, v in f.params.items() if v is None],
+                "undo": f.undo_summary, "providers": sorted(f.providers),
+                "role": f.role.value if f.role else None}
+               for f in faults.CATALOGUE.values()])
+        return
+    rows = [["fault", "nodes", "parameters", "what it does", "undo", "providers"]]
+    for f in faults.CATALOGUE.values():
+        rows.append([f.name, f.nodes, ", ".join(f"{k}={'(required)' if v is None else v}"
+                                                for k, v in f.params.items()),
+                     f.summary, f.undo_summary, ", ".join(sorted(f.providers))])
+    if not _tty():
+        _plain(rows)
+        return
+    t = Table(title="halab fault catalogue")
+    t.add_column(rows[0][0], no_wrap=True)
+    for col in rows[0][1:]:
+        t.add_column(col)
+    for row in rows[1:]:
+        t.add_row(*row)
+    out.print(t)
+
+
 @app.command()
 def fault(name: Annotated[str | None, typer.Argument(help="a fault of the catalogue")] = None,
           nodes: Annotated[list[str] | None, typer.Argument(help="the nodes it acts on")] = None,
@@ -253,19 +333,15 @@ def fault(name: Annotated[str | None, typer.Argument(help="a fault of the catalo
               "-p", "--param", help="KEY=VALUE, e.g. service=haproxy, percent=20")] = None,
           undo: Annotated[bool, typer.Option("--undo", help="undo the fault")] = False,
           list_: Annotated[bool, typer.Option("--list", help="show the catalogue")] = False,
+          as_json: JsonOpt = False,
           file: LabFile = Path("lab.yaml")) -> None:
     """Inject a fault by hand (or undo it): `halab fault kill lb01 -p service=haproxy`."""
-    if list_ or name is None:
-        t = Table(title="halab fault catalogue")
-        t.add_column("fault", no_wrap=True)
-        for col in ("nodes", "parameters", "what it does", "undo", "providers"):
-            t.add_column(col)
-        for f in faults.CATALOGUE.values():
-            t.add_row(f.name, f.nodes, ", ".join(f"{k}={'(required)' if v is None else v}"
-                                                 for k, v in f.params.items()),
-                      f.summary, f.undo_summary, ", ".join(sorted(f.providers)))
-        out.print(t)
-        if name is None and not list_:
+    if as_json and name is not None:
+        raise HalabError("`--json` shows the catalogue (`halab fault --list --json`); an "
+                         "injected fault reports in plain text")
+    if list_ or as_json or name is None:
+        _fault_list(as_json)
+        if name is None and not (list_ or as_json):
             raise typer.Exit(2)
         return
     lab = _open(file)

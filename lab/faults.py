@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from lab import observe
 from lab.errors import HalabError
 from lab.lab import Lab
 from lab.topology import Role
 from lab.wait import until
+from provision import names
 
 ALL_PROVIDERS = frozenset({"netns", "vagrant", "hosts"})
 # Only a provider that owns the machines can cut their power, freeze them or pull a cable.
@@ -25,8 +24,6 @@ MACHINE_PROVIDERS = frozenset({"netns", "vagrant"})
 # nftables tables the faults add inside a node; their names make them findable by restore().
 PARTITION_TABLE = "halab-partition"
 LOSS_TABLE = "halab-loss"
-# The units that are nginx in this lab (the API server and ingress stand-ins).
-NGINX_UNITS = ("kube-apiserver", "ingress")
 
 
 class FaultUnavailable(HalabError):
@@ -34,28 +31,42 @@ class FaultUnavailable(HalabError):
 
 
 # -- daemons -----------------------------------------------------------------------------
+# Daemons whose children outlive their main process: keepalived's VRRP and checker
+# children take ~1 s to shut down after their parent is gone, and a keepalived started
+# meanwhile exits at once ("daemon is already running").
+LINGERING_CHILDREN = (names.KEEPALIVED_UNIT,)
+
+
+def _gone(lab: Lab, node: str, service: str) -> None:
+    """Until the daemon is gone from the node: its main process, then (for a daemon with
+    lingering children) every process of that name in the node's own process table."""
+    n = lab.node(node)
+    until(f"{service} to exit on {node}", lambda: not n.services.status(service).active,
+          timeout=10, interval=0.01)
+    if service in LINGERING_CHILDREN:
+        until(f"the last {service} process to exit on {node}",
+              lambda: n.run("pgrep -x %s", service).rc == 1, timeout=10, interval=0.05)
+
+
 def kill(lab: Lab, node: str, service: str, sig: signal.Signals = signal.SIGKILL) -> None:
-    """Signal a daemon's main process (SIGKILL: it crashes; SIGTERM: it shuts down)."""
+    """Signal a daemon's main process (SIGKILL: it crashes; SIGTERM: it shuts down); for
+    these two, return once it is gone."""
     lab.node(node).services.kill(service, sig)
     if sig in (signal.SIGKILL, signal.SIGTERM):
-        until(f"{service} to exit on {node}",
-              lambda: not lab.node(node).services.status(service).active, timeout=10,
-              interval=0.01)
+        _gone(lab, node, service)
 
 
 def stop(lab: Lab, node: str, service: str) -> None:
     lab.node(node).services.stop(service)
-
-
-# Daemons whose children outlive their main process: keepalived's VRRP and checker
-# children take ~1 s to shut down after their parent is killed, and a keepalived started
-# meanwhile exits at once ("daemon is already running").
-LINGERING_CHILDREN = ("keepalived",)
+    _gone(lab, node, service)
 
 
 def start(lab: Lab, node: str, service: str) -> None:
+    """Start a daemon that is not running (a no-op for one that is)."""
     n = lab.node(node)
-    if service in LINGERING_CHILDREN and not n.services.status(service).active:
+    if n.services.status(service).active:
+        return
+    if service in LINGERING_CHILDREN:
         until(f"the last {service} process to exit on {node}",
               lambda: n.run("pgrep -x %s", service).rc == 1, timeout=10, interval=0.1)
     n.services.start(service)
@@ -149,7 +160,7 @@ def _netem(lab: Lab, node: str, what: str, args: str) -> None:
             f"replace dev {iface} root netem {args}` says: {r.stderr.strip()}). Load it "
             "(`modprobe sch_netem`, package linux-modules-extra on some distributions) or "
             "run the lab on a kernel that has it.")
-    raise HalabError(f"on {node}: `{r.command}` exited {r.rc}: {r.stderr.strip()}")
+    r.expect(node)
 
 
 def loss(lab: Lab, node: str, percent: float) -> str:
@@ -289,7 +300,8 @@ def _each(fn: Callable[..., object], *keys: str) -> Action:
 
 def _services(lab: Lab, node: str, service: object) -> list[str]:
     installed = _machine(lab, node).services.installed()
-    wanted = [u for u in NGINX_UNITS if u in installed] if service == "nginx" else [str(service)]
+    wanted = ([u for u in names.NGINX_UNITS if u in installed] if service == "nginx"
+              else [str(service)])
     for s in wanted:
         if s not in installed:
             raise HalabError(f"{node} has no service '{s}'; it has: {', '.join(installed)} "
@@ -320,12 +332,12 @@ def _apiservers(lab: Lab, nodes: list[str], p: Params) -> list[str]:
 
 def _apiservers_down(lab: Lab, nodes: list[str], p: Params) -> None:
     for n in _apiservers(lab, nodes, p):
-        kill(lab, n, "kube-apiserver")
+        kill(lab, n, names.APISERVER_UNIT)
 
 
 def _apiservers_up(lab: Lab, nodes: list[str], p: Params) -> None:
     for n in _apiservers(lab, nodes, p):
-        start(lab, n, "kube-apiserver")
+        start(lab, n, names.APISERVER_UNIT)
 
 
 def _partition(lab: Lab, nodes: list[str], p: Params) -> None:
@@ -389,7 +401,7 @@ CATALOGUE: dict[str, Fault] = {f.name: f for f in [
           role=Role.CONTROL_PLANE),
     Fault("ingress-down", "SIGKILL the ingress on a master", _each(kill, "service"),
           _each(start, "service"), "start it again", nodes="one or more ingress nodes",
-          params={"service": "ingress"}, role=Role.INGRESS),
+          params={"service": names.INGRESS_UNIT}, role=Role.INGRESS),
 ]}
 
 
@@ -413,51 +425,7 @@ def undo(lab: Lab, name: str, nodes: list[str], params: Params | None = None) ->
     f.undo(lab, nodes, merged)
 
 
-# -- steady state ------------------------------------------------------------------------
-def problems(lab: Lab) -> list[str]:
-    """Everything that differs from the lab as provisioned; empty means steady."""
-    found = []
-    for name in lab.nodes:
-        st = lab.provider.node_state(name)
-        if st != "running":
-            found.append(f"{name} is {st}")
-            continue
-        node = lab.node(name)
-        if not node.managed:
-            continue
-        for svc in node.services.installed():
-            if not node.services.status(svc).active:
-                found.append(f"{svc} is not running on {name}")
-    if found:
-        return found
-    # One round trip per node costs ~0.17 s; asked in parallel, all of them cost one.
-    running = [n for n, node in lab.nodes.items() if node.managed]
-    with ThreadPoolExecutor(len(running)) as pool:
-        for name, active in zip(running, pool.map(lambda n: impairments(lab, n), running),
-                                strict=True):
-            found.extend(f"{i} on {name}" for i in active)
-    if found:
-        return found
-    holders = observe.vip_holders(lab)
-    want = lab.topo.master_lb.name
-    if holders != [want]:
-        found.append(f"the VIP is on {', '.join(holders) or 'no LB'}, not on {want} alone")
-    else:
-        # A connection from the client first: it is part of steady, and its packets are what
-        # moves a stale ARP entry along (delay, probe, ask anew) after a split brain's heal.
-        r = lab.prober.probe("tcp")
-        if not r.ok:
-            found.append(f"the client cannot connect to {lab.vip}:6443 ({r.error})")
-        mac = observe.neighbour_mac(lab, lab.vip)
-        if mac is not None and mac != observe.lab_mac(lab, want):
-            found.append(f"the client sends the VIP's packets to {mac}, not to {want}")
-    for lb in lab.load_balancers:
-        for b in observe.backends(lab, lb.name):
-            if not b.up:
-                found.append(f"{lb.name}: {b.proxy}/{b.server} is {b.status}")
-    return found
-
-
+# -- the way back ---------------------------------------------------------------------------
 def restore(lab: Lab) -> list[str]:
     """Undo whatever a test or a chaos run left broken; return what was done."""
     done = []
@@ -484,12 +452,6 @@ def restore(lab: Lab) -> list[str]:
             done.append(f"removed {', '.join(active)} on {name}")
         for svc in node.services.installed():
             if not node.services.status(svc).active:
-                node.services.start(svc)
+                start(lab, name, svc)
                 done.append(f"started {svc} on {name}")
     return done
-
-
-def wait_steady(lab: Lab, timeout: float) -> None:
-    until("the lab to be steady (every daemon up, the VIP on the MASTER LB alone, every "
-          "backend UP, no partition or impairment)", lambda: not problems(lab),
-          timeout=timeout, interval=0.25)

@@ -71,6 +71,10 @@ class Lab:
         self.provider.up(progress)
         try:
             self.provision(progress)
+            from lab.kubectl import write_kubeconfig
+
+            # For kubectl from the client (tests, or by hand): .halab/<name>/kubeconfig.
+            write_kubeconfig(self)
         except BaseException:
             self.close()
             self.provider.down()

@@ -13,21 +13,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.errors import CommandError
 from lab.services import ServiceManager
 from lab.topology import Node as NodeSpec
 from lab.topology import Role
-from lab.transport import Result, Transport
+from lab.transport import Result, Transport, quote_command
 
 if TYPE_CHECKING:
     import testinfra.host
-
-
-def quote_command(command: str, *args: object) -> str:
-    """`command % args` with every argument shell-quoted: the one place quoting happens."""
-    if not args:
-        return command
-    return command % tuple(shlex.quote(str(a)) for a in args)
 
 
 class Node:
@@ -73,10 +65,7 @@ class Node:
 
     def run_expect(self, codes: Iterable[int], command: str, *args: object) -> Result:
         __tracebackhide__ = True
-        r = self.run(command, *args)
-        if r.rc not in set(codes):
-            raise CommandError(self.name, r.command, r.rc, r.stdout, r.stderr)
-        return r
+        return self.run(command, *args).expect(self.name, codes)
 
     def check_output(self, command: str, *args: object) -> str:
         __tracebackhide__ = True

@@ -119,6 +119,8 @@ NEEDS: tuple[Need, ...] = (
           "netns", "guest", also=("cat", "chmod", "cut", "dirname", "ls", "mkdir",
                                   "sleep", "sha256sum", "stat", "touch")),
     _need("grep", "grep", "reading qdiscs and daemon output on the nodes", "netns", "guest"),
+    _need("sed", "sed", "the sabotage suite breaks a node's config in place", "netns",
+          "guest"),
     # -- the VM lab's host --------------------------------------------------------------------
     _need("vagrant", "vagrant", "the VM lab's lifecycle", "vagrant"),
     _need("/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json", "vagrant-libvirt",

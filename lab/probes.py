@@ -96,8 +96,9 @@ class Record:
     status: int | None = None
     master: str | None = None  # the node that answered
     via: str | None = None  # the address the answering node saw: the forwarding LB
-    # Where a failed probe broke: "connect" (no TCP connection: nobody answers for the VIP)
-    # or "exchange" (connected, then TLS or HTTP broke: an established connection reset).
+    # Where a failed probe broke: "connect" (no TCP connection: nobody answers for the VIP),
+    # "exchange" (connected, then TLS or HTTP broke: an established connection reset) or
+    # "answer" (a complete answer, but not a good one: HTTP 5xx from a master).
     stage: str = ""
 
     @property
@@ -155,12 +156,18 @@ class Prober:
             raw.close()
             return Record(t0, kind, True, time.monotonic() - t0)
         try:
+            # One budget for the whole probe, not one per socket operation: a probe that
+            # takes longer than its budget would leave the next one late.
+            raw.settimeout(max(0.001, t0 + timeout - time.monotonic()))
             sock = (self.tls.wrap_socket(raw, server_hostname=self.vip) if port != 80 else raw)
             with sock:
+                sock.settimeout(max(0.001, t0 + timeout - time.monotonic()))
                 status, headers, _ = _http(sock, self.vip, path if kind == "api" else "/")
-            return Record(t0, kind, 200 <= status < 300, time.monotonic() - t0,
-                          "" if status < 300 else f"HTTP {status}", status,
-                          headers.get("x-halab-node"), headers.get("x-halab-peer"))
+            good = 200 <= status < 300
+            return Record(t0, kind, good, time.monotonic() - t0,
+                          "" if good else f"HTTP {status}", status,
+                          headers.get("x-halab-node"), headers.get("x-halab-peer"),
+                          stage="" if good else "answer")
         except (OSError, ssl.SSLError, ConnectionError, ValueError) as e:
             raw.close()
             return Record(t0, kind, False, time.monotonic() - t0, f"{type(e).__name__}: {e}",
@@ -191,28 +198,36 @@ class Prober:
         Each kind probes in a thread of its own, so that a kind that hangs until its
         timeout (a VIP nobody answers for) does not thin out the others' records.
         ``watch`` (e.g. observe.VipWatch) runs beside the probes and feeds the timeline."""
-        tl = Timeline(interval)
+        tl = Timeline(interval, timeout=self.timeout, kinds=tuple(kinds))
         stop = threading.Event()
 
         def loop(kind: str) -> None:
             nxt = time.monotonic()
-            while not stop.is_set():
-                tl.records.append(self.probe(kind))
-                nxt += interval
-                stop.wait(max(0.0, nxt - time.monotonic()))
+            try:
+                while not stop.is_set():
+                    tl.records.append(self.probe(kind))
+                    nxt += interval
+                    stop.wait(max(0.0, nxt - time.monotonic()))
+            except BaseException as e:  # noqa: BLE001 - a dead prober must be seen, not hidden
+                tl.errors.append(f"the {kind} probe thread died at "
+                                 f"{time.monotonic():.3f}: {type(e).__name__}: {e}")
 
         threads = [threading.Thread(target=loop, args=(k,), daemon=True,
                                     name=f"halab-probe-{k}") for k in kinds]
         if watch is not None:
             watch.start(tl, interval)
+        tl.started = time.monotonic()
         for th in threads:
             th.start()
         try:
             yield tl
         finally:
+            tl.ended = time.monotonic()
             stop.set()
             for th in threads:
-                th.join(timeout=5)
+                th.join(timeout=self.timeout + 5)
+                if th.is_alive():
+                    tl.errors.append(f"{th.name} did not end within {self.timeout + 5:g} s")
             if watch is not None:
                 watch.stop()
 
@@ -241,19 +256,32 @@ class Watcher(Protocol):
 
 @dataclass
 class Holding:
-    """One sample of one load balancer: does its lab NIC carry the VIP at time t?"""
+    """One sample of one load balancer: does its lab NIC carry the VIP at time t?
+
+    ``holds`` is None when a running LB could not be asked (an SSH error, a failing `ip`):
+    unknown, never "does not hold". An LB that is down (crashed, cut off, frozen) holds
+    nothing the network can see: False, with ``why`` saying so."""
 
     t: float
     lb: str
-    holds: bool
+    holds: bool | None
+    why: str = ""
 
 
 @dataclass
 class Timeline:
+    """What was seen while probing: the probes' records, the LBs' VIP samples, the marks
+    the test or scenario set, and anything that went wrong with the observing itself."""
+
     interval: float
     records: list[Record] = field(default_factory=list)
     marks: list[tuple[float, str]] = field(default_factory=list)
     holdings: list[Holding] = field(default_factory=list)
+    timeout: float = 0.5  # each probe's budget: a probe starts at most this late
+    kinds: tuple[str, ...] = ("api",)
+    started: float | None = None  # when the probe threads started and were told to stop
+    ended: float | None = None
+    errors: list[str] = field(default_factory=list)  # dead probe or watch threads
 
     def mark(self, label: str) -> float:
         t = time.monotonic()
@@ -261,7 +289,7 @@ class Timeline:
         return t
 
     def of(self, kind: str = "api") -> list[Record]:
-        return [r for r in list(self.records) if r.kind == kind]
+        return sorted((r for r in list(self.records) if r.kind == kind), key=lambda r: r.t)
 
     def outages(self, kind: str = "api") -> list[Outage]:
         """Windows of consecutive failures, each ended by the next good probe."""
@@ -272,69 +300,109 @@ class Timeline:
 
     def outage_after(self, t: float, kind: str = "api", until: float | None = None) -> float:
         """What the client lost after a fault at ``t``: from ``t`` to the first good probe
-        after the last failure (0 when no probe failed). ``until``: ignore later probes."""
+        after the last failure (0 when no probe failed). ``until``: ignore later probes.
+        When no good probe followed the last failure, the outage runs to the end of what
+        was observed: it is still going on (lab.measure tells that case apart)."""
         recs = [r for r in self.of(kind) if r.t >= t and (until is None or r.t < until)]
         bad = [r for r in recs if not r.ok]
         if not bad:
             return 0.0
         last_bad = bad[-1]
         good_after = [r for r in recs if r.ok and r.t > last_bad.t]
-        end = good_after[0].t if good_after else last_bad.t + last_bad.latency
-        return end - t
+        if good_after:
+            return good_after[0].t - t
+        end = until if until is not None else (self.ended or last_bad.t + last_bad.latency)
+        return max(end, last_bad.t + last_bad.latency) - t
 
+    def _sorted_holdings(self) -> list[Holding]:
+        # Every LB's stream appends from a thread of its own, each with its own delay: the
+        # list is in arrival order, not in time order.
+        return sorted(list(self.holdings), key=lambda h: h.t)
 
     def held_alone_from(self, lb: str, after: float, stale: float | None = None) -> float | None:
         """When ``lb`` was first seen as the only holder of the VIP after ``after`` (the
         node's own sampling clock, not when a poll happened to ask)."""
-        for h in sorted(self.holdings, key=lambda h: h.t):
-            if h.t >= after and h.lb == lb and h.holds and self.holders_at(h.t, stale) == [lb]:
+        hs = self._sorted_holdings()
+        gaps = self._gaps(hs)
+        for h in hs:
+            if (h.t >= after and h.lb == lb and h.holds
+                    and _holders_at(hs, h.t, stale, gaps) == [lb]):
                 return h.t
         return None
 
     def sample_gap(self, lb: str) -> float:
         """How often ``lb`` was sampled (median gap): 50 ms on the embedded lab, several
         times that on an emulated VM, where each sample costs a process or two."""
-        ts = sorted(h.t for h in self.holdings if h.lb == lb)
-        gaps = sorted(b - a for a, b in zip(ts, ts[1:], strict=False))
-        return gaps[len(gaps) // 2] if gaps else self.interval
+        return self._gaps(self._sorted_holdings()).get(lb, self.interval)
+
+    def _gaps(self, hs: list[Holding]) -> dict[str, float]:
+        out = {}
+        for lb in {h.lb for h in hs}:
+            ts = [h.t for h in hs if h.lb == lb and not h.why]
+            gaps = sorted(b - a for a, b in zip(ts, ts[1:], strict=False))
+            out[lb] = gaps[len(gaps) // 2] if gaps else self.interval
+        return out
 
     def holders_at(self, t: float, stale: float | None = None) -> list[str] | None:
-        """The LBs seen holding the VIP at ``t`` (None when no LB was sampled recently: a
-        frozen or crashed LB says nothing). A sample is recent within ``stale`` s, by
-        default four of that LB's sampling gaps (at least 0.5 s)."""
-        last: dict[str, Holding] = {}
-        for h in self.holdings:
-            if h.t > t:
-                break
-            last[h.lb] = h
-        limit = {lb: stale if stale is not None else max(0.5, 4 * self.sample_gap(lb))
-                 for lb in last}
-        fresh = [h for h in last.values() if t - h.t <= limit[h.lb]]
-        if not fresh:
-            return None
-        return sorted(h.lb for h in fresh if h.holds)
+        """The LBs holding the VIP at ``t``, or None when that is unknown: an LB whose last
+        sample is older than ``stale`` s (by default four of its sampling gaps, at least
+        0.5 s), or an LB that could not be asked. An LB that is down says False."""
+        hs = self._sorted_holdings()
+        return _holders_at(hs, t, stale, self._gaps(hs))
+
+    def unknown_holdings(self, after: float = 0.0) -> list[Holding]:
+        """The samples that say an LB could not be asked."""
+        return [h for h in self._sorted_holdings() if h.t >= after and h.holds is None]
 
     def to_dict(self, t0: float = 0.0) -> dict:
         """Plain data (times relative to ``t0``) for the chaos journal and report."""
+        def rel(t: float | None) -> float | None:
+            return None if t is None else round(t - t0, 4)
+
         return {
-            "interval": self.interval,
+            "interval": self.interval, "timeout": self.timeout, "kinds": list(self.kinds),
+            "started": rel(self.started), "ended": rel(self.ended), "errors": list(self.errors),
             "records": [{"t": round(r.t - t0, 4), "kind": r.kind, "ok": r.ok,
                          "latency": round(r.latency, 4), "error": r.error, "status": r.status,
-                         "master": r.master, "via": r.via} for r in list(self.records)],
-            "holdings": [{"t": round(h.t - t0, 4), "lb": h.lb, "holds": h.holds}
-                         for h in list(self.holdings)],
+                         "master": r.master, "via": r.via, "stage": r.stage}
+                        for r in self.of_all()],
+            "holdings": [{"t": round(h.t - t0, 4), "lb": h.lb, "holds": h.holds, "why": h.why}
+                         for h in self._sorted_holdings()],
             "marks": [{"t": round(t - t0, 4), "label": label} for t, label in self.marks],
         }
 
+    def of_all(self) -> list[Record]:
+        return sorted(list(self.records), key=lambda r: r.t)
+
     @classmethod
     def from_dict(cls, d: dict) -> Timeline:
-        tl = cls(d["interval"])
+        tl = cls(d["interval"], timeout=d.get("timeout", 0.5),
+                 kinds=tuple(d.get("kinds", ("api",))), started=d.get("started"),
+                 ended=d.get("ended"), errors=list(d.get("errors", [])))
         tl.records = [Record(r["t"], r["kind"], r["ok"], r["latency"], r.get("error", ""),
-                             r.get("status"), r.get("master"), r.get("via"))
+                             r.get("status"), r.get("master"), r.get("via"), r.get("stage", ""))
                       for r in d.get("records", [])]
-        tl.holdings = [Holding(h["t"], h["lb"], h["holds"]) for h in d.get("holdings", [])]
+        tl.holdings = [Holding(h["t"], h["lb"], h["holds"], h.get("why", ""))
+                       for h in d.get("holdings", [])]
         tl.marks = [(m["t"], m["label"]) for m in d.get("marks", [])]
         return tl
+
+
+def _holders_at(hs: list[Holding], t: float, stale: float | None,
+                gaps: dict[str, float]) -> list[str] | None:
+    last: dict[str, Holding] = {}
+    for h in hs:
+        if h.t > t:
+            break
+        last[h.lb] = h
+    every = {h.lb for h in hs}
+    if not last or set(last) != every:
+        return None  # an LB not sampled yet at t: unknown
+    for h in last.values():
+        limit = stale if stale is not None else max(0.5, 4 * gaps.get(h.lb, 0.05))
+        if h.holds is None or t - h.t > limit:
+            return None
+    return sorted(h.lb for h in last.values() if h.holds)
 
 
 def compute_outages(records: list[Record]) -> list[Outage]:

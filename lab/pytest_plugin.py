@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab import faults
+from lab import steady as steady_state
 from lab.errors import HalabError
 from lab.lab import PROVIDERS, Lab
 from lab.probes import Prober
@@ -50,7 +51,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
             made = True
         else:
             faults.restore(the_lab)
-        faults.wait_steady(the_lab, the_lab.provider.settle_s)
+        steady_state.wait(the_lab)
     except HalabError as e:
         _fail(e)
     try:
@@ -67,18 +68,34 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 def steady(lab: Lab) -> Iterator[Lab]:
     """For disruptive tests: the lab is steady before the test, and made steady after it."""
     try:
-        faults.wait_steady(lab, lab.provider.settle_s)
+        # Whatever an earlier test left broken (a failed test skips its own teardown's
+        # checks) is undone first, so that one failure does not cascade.
+        if steady_state.problems(lab):
+            faults.restore(lab)
+        steady_state.wait(lab)
     except HalabError as e:
         _fail(e)
     yield lab
     faults.restore(lab)
-    faults.wait_steady(lab, lab.provider.settle_s)
+    steady_state.wait(lab)
 
 
 @pytest.fixture
 def probe(lab: Lab) -> Prober:
     """TCP/TLS/HTTP through the VIP from the client; `.continuous()` every 50 ms."""
     return lab.prober
+
+
+@pytest.fixture(scope="session")
+def kubectl(lab: Lab):  # noqa: ANN201 - lab.kubectl.Kubectl, imported lazily
+    """A real Kubernetes client from the lab's client: kubectl with the lab's kubeconfig
+    (.halab/<name>/kubeconfig: https://VIP:6443, the lab CA)."""
+    from lab.kubectl import Kubectl
+
+    try:
+        return Kubectl(lab)
+    except HalabError as e:
+        _fail(e)
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Sequence
 
 from lab import packages
-from lab.errors import HalabError, PrerequisiteError
+from lab.errors import CommandError, PrerequisiteError
 
 
 def require_root(what: str) -> None:
@@ -47,6 +48,5 @@ def sh(argv: Sequence[str], check: bool = True, input: str | None = None,
     p = subprocess.run(list(argv), capture_output=True, text=True, input=input,
                        timeout=timeout)
     if check and p.returncode != 0:
-        raise HalabError(f"`{' '.join(argv)}` exited {p.returncode}: "
-                         f"{(p.stderr or p.stdout).strip()[-500:]}")
+        raise CommandError("this host", shlex.join(argv), p.returncode, p.stdout, p.stderr)
     return p

@@ -29,17 +29,21 @@ def master_down_interval(priority: int, advert_int: float, vrrp_version: int) ->
 
 @dataclass(frozen=True)
 class Bound:
-    """A promise the configuration makes: ``seconds`` is the protocol's figure."""
+    """A promise the configuration makes: ``seconds`` is the protocol's figure, ``margin``
+    the room for scheduling noise (smaller where a wider one would admit another, slower
+    path through the protocol)."""
 
     seconds: float
     why: str
+    margin: float = MARGIN_S
 
     @property
     def with_margin(self) -> float:
-        return self.seconds + MARGIN_S
+        return self.seconds + self.margin
 
     def __str__(self) -> str:
-        return f"{self.with_margin:.2f} s ({self.why} = {self.seconds:.2f} s, + {MARGIN_S} s)"
+        return (f"{self.with_margin:.2f} s ({self.why} = {self.seconds:.2f} s, "
+                f"+ {self.margin:g} s)")
 
 
 def _effective_priority(lb: Node, topo: Topology, check_ok: bool) -> int:
@@ -62,15 +66,11 @@ def haproxy_crash_fails_over(topo: Topology) -> bool:
     return any(_effective_priority(b, topo, check_ok=True) > master for b in topo.backup_lbs)
 
 
-def _best_backup(topo: Topology) -> Node:
-    return max(topo.backup_lbs, key=lambda b: b.vrrp.priority if b.vrrp else 0)
-
-
 def haproxy_crash(topo: Topology) -> Bound:
     """HAProxy dies on the master: the check notices, then the backup takes over."""
     k = topo.keepalived
     detect = k.check.interval * k.check.fall
-    backup = _best_backup(topo)
+    backup = topo.best_backup_lb
     prio = _effective_priority(backup, topo, check_ok=True)
     if k.check.weight == 0:
         # FAULT sends a priority-0 advert: the backup waits only its skew time.
@@ -86,19 +86,26 @@ def haproxy_crash(topo: Topology) -> Bound:
 
 
 def keepalived_stop(topo: Topology) -> Bound:
-    """keepalived stopped gracefully on the master: priority-0 advert, backup waits its skew."""
+    """keepalived stopped gracefully on the master: it sends a priority-0 advert as it
+    shuts down, and the backup takes over after its skew time alone.
+
+    The slow path (no priority-0 advert arrives) ends with the backup's master-down timer,
+    at the earliest one advert_int less than that after the stop (the last advert having
+    gone out just before). The margin stays below half the gap between the two paths, so
+    that a pass tells the fast path from the slow one."""
     k = topo.keepalived
-    backup = _best_backup(topo)
+    backup = topo.best_backup_lb
     prio = _effective_priority(backup, topo, check_ok=True)
-    s = skew_time(prio, k.advert_int, k.vrrp_version)
-    # keepalived sends its priority-0 advert as it shuts down; allow one advert for delivery.
-    return Bound(s + k.advert_int, f"skew time {s:.2f} s + one advert_int")
+    fast = skew_time(prio, k.advert_int, k.vrrp_version)
+    slow = master_down_interval(prio, k.advert_int, k.vrrp_version) - k.advert_int
+    return Bound(fast, f"skew time after the priority-0 advert {fast:.2f} s",
+                 margin=round(min(MARGIN_S, (slow - fast) / 2), 3))
 
 
 def node_crash(topo: Topology) -> Bound:
     """The master vanishes (power or link): the backup's master-down timer runs out."""
     k = topo.keepalived
-    backup = _best_backup(topo)
+    backup = topo.best_backup_lb
     prio = _effective_priority(backup, topo, check_ok=True)
     m = master_down_interval(prio, k.advert_int, k.vrrp_version)
     return Bound(m, f"master-down interval 3 x {k.advert_int} s + skew")

@@ -237,6 +237,11 @@ class Topology(_Strict):
     def backup_lbs(self) -> list[Node]:
         return [n for n in self.load_balancers if n is not self.master_lb]
 
+    @property
+    def best_backup_lb(self) -> Node:
+        """The backup that takes the VIP when the MASTER goes: the highest priority."""
+        return max(self.backup_lbs, key=lambda n: n.vrrp.priority if n.vrrp else 0)
+
     def node(self, name: str) -> Node:
         for n in self.nodes:
             if n.name == name:

@@ -1,20 +1,30 @@
 """How commands reach a node: SSH through Fabric, or a local namespace for the client.
 
 All transports share one tiny interface: ``run(command) -> Result`` never raises on a
-non-zero exit; a node that cannot be reached at all raises ``TransportError``.
+non-zero exit (``Result.expect`` does, with the one ``CommandError``); a node that cannot
+be reached at all raises ``TransportError``; ``stream(command)`` follows a long-running
+command line by line (the VIP watch). Quoting happens here and nowhere else.
 """
 
 from __future__ import annotations
 
 import io
+import selectors
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from lab.errors import TransportError
+from lab.errors import CommandError, TransportError
+
+
+def quote_command(command: str, *args: object) -> str:
+    """`command % args` with every argument shell-quoted: the one place quoting happens."""
+    if not args:
+        return command
+    return command % tuple(shlex.quote(str(a)) for a in args)
 
 
 @dataclass(frozen=True)
@@ -28,9 +38,29 @@ class Result:
     def ok(self) -> bool:
         return self.rc == 0
 
+    def expect(self, node: str, codes: Iterable[int] = (0,)) -> Result:
+        """This result, or the one ``CommandError`` when its exit code is not in ``codes``."""
+        __tracebackhide__ = True
+        if self.rc not in set(codes):
+            raise CommandError(node, self.command, self.rc, self.stdout, self.stderr)
+        return self
+
+
+class Stream(Protocol):
+    """A command that goes on printing: its lines as they come, until it is closed."""
+
+    def lines(self, idle_timeout: float) -> Iterator[str]:
+        """Yields lines; raises TransportError when none came for ``idle_timeout`` s or the
+        command or its connection ended."""
+        ...
+
+    def close(self) -> None: ...
+
 
 class Transport(Protocol):
     def run(self, command: str, timeout: float | None = 60) -> Result: ...
+
+    def stream(self, command: str) -> Stream: ...
 
     def put(self, path: str, data: bytes, mode: int = 0o644) -> None: ...
 
@@ -109,20 +139,46 @@ class FabricTransport:
         return conn
 
     def run(self, command: str, timeout: float | None = 60) -> Result:
+        from invoke.exceptions import CommandTimedOut
+
         conn = self._open()
         try:
             r = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        except CommandTimedOut:
+            self.close()
+            raise TransportError(f"{self.alias} did not finish `{command}` within {timeout} s "
+                                 "(a frozen node, or a command that hangs)") from None
         except (OSError, EOFError) as e:
+            self.close()
+            raise TransportError(f"lost the SSH connection to {self.alias}: {e}") from None
+        except Exception as e:  # paramiko's SSHException and friends: the channel broke
             self.close()
             raise TransportError(f"lost the SSH connection to {self.alias}: {e}") from None
         return Result(command, r.exited, r.stdout, r.stderr)
 
+    def stream(self, command: str) -> Stream:
+        # A connection of its own: the stream holds it for as long as it is followed, and
+        # closing it must not disturb the commands of whoever else uses this node.
+        conn = fabric_connection(self.alias, self.ssh_config, connect_timeout=2)
+        try:
+            conn.open()
+            chan = conn.client.get_transport().open_session()
+            chan.exec_command(command)
+        except Exception as e:  # noqa: BLE001 - any failure to connect is 'unreachable'
+            conn.close()
+            raise TransportError(f"cannot stream from {self.alias} over SSH: {e}") from None
+        return _SshStream(self.alias, conn, chan)
+
     def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        conn = self._open()
         parent = str(Path(path).parent)
-        conn.run(f"mkdir -p {shlex.quote(parent)}", hide=True, in_stream=False)
-        conn.put(io.BytesIO(data), remote=path)
-        conn.sftp().chmod(path, mode)
+        self.run(quote_command("mkdir -p %s", parent)).expect(self.alias)
+        conn = self._open()
+        try:
+            conn.put(io.BytesIO(data), remote=path)
+            conn.sftp().chmod(path, mode)
+        except Exception as e:  # noqa: BLE001 - sftp's errors are IOError or SSHException
+            self.close()
+            raise TransportError(f"cannot write {path} on {self.alias}: {e}") from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -130,6 +186,60 @@ class FabricTransport:
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+class _SshStream:
+    def __init__(self, alias: str, conn: object, chan: object) -> None:
+        self.alias, self._conn, self._chan = alias, conn, chan
+
+    def lines(self, idle_timeout: float) -> Iterator[str]:
+        chan = self._chan
+        chan.settimeout(idle_timeout)  # type: ignore[attr-defined]
+        try:
+            yield from chan.makefile("r")  # type: ignore[attr-defined]
+        except TimeoutError:
+            raise TransportError(f"{self.alias} said nothing for {idle_timeout:g} s") from None
+        except Exception as e:  # noqa: BLE001 - a broken channel, whatever paramiko calls it
+            raise TransportError(f"lost the stream from {self.alias}: {e}") from None
+        raise TransportError(f"the stream from {self.alias} ended")
+
+    def close(self) -> None:
+        try:
+            self._conn.close()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001, S110 - closing a dead connection may fail; it is gone
+            pass
+
+
+class _ProcessStream:
+    def __init__(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        self.name, self._proc = name, proc
+
+    def lines(self, idle_timeout: float) -> Iterator[str]:
+        assert self._proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self._proc.stdout, selectors.EVENT_READ)
+        buf = b""
+        try:
+            while True:
+                if not sel.select(idle_timeout):
+                    raise TransportError(f"{self.name} said nothing for {idle_timeout:g} s")
+                chunk = self._proc.stdout.read1(65536)  # type: ignore[attr-defined]
+                if not chunk:
+                    raise TransportError(f"the stream from {self.name} ended")
+                buf += chunk
+                *done, buf = buf.split(b"\n")
+                for line in done:
+                    yield line.decode(errors="replace") + "\n"
+        finally:
+            sel.close()
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()  # our own child, by its PID
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 class LocalTransport:
@@ -147,6 +257,15 @@ class LocalTransport:
         if p.returncode == 255 and "Cannot open network namespace" in p.stderr:
             raise TransportError(f"{self.name} is gone: {p.stderr.strip()}")
         return Result(command, p.returncode, p.stdout, p.stderr)
+
+    def stream(self, command: str) -> Stream:
+        try:
+            proc = subprocess.Popen([*self.prefix, "/bin/sh", "-c", command],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    stdin=subprocess.DEVNULL)
+        except FileNotFoundError as e:
+            raise TransportError(f"cannot run commands on {self.name}: {e}") from None
+        return _ProcessStream(self.name, proc)
 
     def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
         q = shlex.quote(path)

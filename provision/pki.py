@@ -56,19 +56,21 @@ def _load_or_make_ca(d: Path, lab: str) -> tuple[ec.EllipticCurvePrivateKey, x50
 
 
 def _issue(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, cn: str,
-           dns: list[str], ips: list[str]) -> tuple[bytes, bytes]:
+           dns: list[str], ips: list[str],
+           usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.SERVER_AUTH) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+               .issuer_name(ca.subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = (builder
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(ca_key, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
@@ -84,11 +86,13 @@ class LabPki:
     def ca_cert(self) -> Path:
         return self.dir / "ca.crt"
 
-    def _pair(self, stem: str, cn: str, dns: list[str], ips: list[str]) -> tuple[bytes, bytes]:
+    def _pair(self, stem: str, cn: str, dns: list[str], ips: list[str],
+              usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.SERVER_AUTH,
+              ) -> tuple[bytes, bytes]:
         crt, key = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
         if not (crt.exists() and key.exists()):
             ca_key, ca = _load_or_make_ca(self.dir, self.topo.name)
-            c, k = _issue(ca_key, ca, cn, dns, ips)
+            c, k = _issue(ca_key, ca, cn, dns, ips, usage)
             crt.write_bytes(c)
             key.write_bytes(k)
             key.chmod(0o600)
@@ -106,3 +110,10 @@ class LabPki:
     def ingress(self, node: Node) -> tuple[bytes, bytes]:
         return self._pair(f"{node.name}-ingress", f"ingress {node.name}",
                           [node.name], [str(self.topo.vip), str(node.address)])
+
+    def client(self, user: str) -> tuple[Path, Path]:
+        """A client certificate (clientAuth) for ``user``: what a kubeconfig's user carries.
+        Returns the paths of the certificate and its key."""
+        stem = f"client-{user}"
+        self._pair(stem, user, [], [], ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self.dir / f"{stem}.crt", self.dir / f"{stem}.key"

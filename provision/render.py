@@ -11,25 +11,24 @@ from pathlib import Path
 import jinja2
 
 from lab.topology import Node, Topology
+from provision import names
+from provision.names import (
+    APISERVER_CONF,
+    HAPROXY_CFG,
+    HAPROXY_STATS_SOCKET,
+    INGRESS_CONF,
+    KEEPALIVED_CONF,
+    PKI_DIR,
+    ingress_server_name,
+)
 
 TEMPLATES = Path(__file__).with_name("templates")
-HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
-HAPROXY_STATS_SOCKET = "/run/haproxy/admin.sock"
-KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
-APISERVER_CONF = "/etc/halab/kube-apiserver/nginx.conf"
-INGRESS_CONF = "/etc/halab/ingress/nginx.conf"
-PKI_DIR = "/etc/kubernetes/pki"
+__all__ = ["APISERVER_CONF", "HAPROXY_CFG", "INGRESS_CONF", "KEEPALIVED_CONF",
+           "ingress_server_name"]
 # HAProxy's own check defaults: a plain `check` means these.
 HAPROXY_CHECK_DEFAULTS = (2000, 3, 2)
 # What the stand-in's /version says: the kubeadm HA guide's era of Kubernetes.
 STANDIN_VERSION = {"major": "1", "minor": "30", "git": "v1.30.0-halab-standin"}
-
-
-def ingress_server_name(node_name: str) -> str:
-    """k8s-master-01 -> k8s-nginx-ingress-01, as the guide names its ingress servers."""
-    if node_name.startswith("k8s-master-"):
-        return "k8s-nginx-ingress-" + node_name.removeprefix("k8s-master-")
-    return f"{node_name}-ingress"
 
 
 def _env() -> jinja2.Environment:
@@ -55,7 +54,7 @@ def haproxy_cfg(topo: Topology) -> str:
     kubeadm = topo.kubernetes.control_plane == "kubeadm"
     return _env().get_template("haproxy.cfg.j2").render(
         haproxy=topo.haproxy, ingresses=topo.ingresses, control_planes=topo.control_planes,
-        check=check, plain_check_extra=plain_extra, stats_socket=HAPROXY_STATS_SOCKET,
+        check=check, plain_check_extra=plain_extra, stats_socket=HAPROXY_STATS_SOCKET, names=names,
         api_health="https" if kubeadm else "tcp",
         api_check_extra=" check-ssl verify none" if kubeadm else "")
 

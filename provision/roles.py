@@ -15,20 +15,21 @@ from lab.errors import HalabError
 from lab.node import Node
 from lab.services import Unit
 from lab.topology import Role, Topology
-from provision import render
+from provision import names, render
 from provision.pki import LabPki
 
 # Debian's daemons, run in the foreground so that any service manager can watch them.
-HAPROXY = Unit("haproxy", ("/usr/sbin/haproxy", "-db", "-f", render.HAPROXY_CFG),
+HAPROXY = Unit(names.HAPROXY_UNIT, ("/usr/sbin/haproxy", "-db", "-f", render.HAPROXY_CFG),
                "HAProxy load balancer", ("/run/haproxy",))
-KEEPALIVED = Unit("keepalived", (
+KEEPALIVED = Unit(names.KEEPALIVED_UNIT, (
     "/usr/sbin/keepalived", "--dont-fork", "--log-console", "--log-detail",
     "-f", render.KEEPALIVED_CONF, "-p", "/run/keepalived.pid", "-r", "/run/vrrp.pid",
     "-c", "/run/checkers.pid"), "keepalived VRRP daemon")
-APISERVER = Unit("kube-apiserver", ("/usr/sbin/nginx", "-c", render.APISERVER_CONF,
+APISERVER = Unit(names.APISERVER_UNIT, ("/usr/sbin/nginx", "-c", render.APISERVER_CONF,
                                     "-g", "daemon off;"),
                  "kube-apiserver stand-in (nginx)")
-INGRESS = Unit("ingress", ("/usr/sbin/nginx", "-c", render.INGRESS_CONF, "-g", "daemon off;"),
+INGRESS = Unit(names.INGRESS_UNIT, ("/usr/sbin/nginx", "-c", render.INGRESS_CONF,
+                                   "-g", "daemon off;"),
                "ingress controller stand-in (nginx)")
 
 @dataclass(frozen=True)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import ssl
 import time
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from lab import faults, observe, timing
+from lab.kubectl import Kubectl, write_kubeconfig
+from lab.probes import NetnsSockets, Prober
 
 pytestmark = [pytest.mark.needs_lab]
 
@@ -32,6 +41,108 @@ def test_healthz_and_version_through_the_vip(lab, probe):
     version = json.loads(body)
     assert {"major", "minor", "gitVersion", "platform"} <= version.keys()
     assert version["halab"]["peer"] in {lb.address for lb in lab.load_balancers}
+
+
+# -- a real client: kubectl (client-go) from the client, with the lab's kubeconfig ---------
+def test_kubectl_healthz_through_the_vip(kubectl):
+    a = kubectl.run("get", "--raw", "/healthz")
+    assert a.ok, a.error
+    assert a.output == "ok"
+
+
+def test_kubectl_version_shows_what_the_standin_reports(kubectl, probe):
+    from provision.render import STANDIN_VERSION
+
+    a = kubectl.run("version", "-o", "json")
+    assert a.ok, a.error
+    server = json.loads(a.output)["serverVersion"]
+    _, _, body = probe.get("/version")
+    served = json.loads(body)
+    fields = ("major", "minor", "gitVersion", "gitCommit", "platform")
+    assert {k: server[k] for k in fields} == {k: served[k] for k in fields}
+    assert (server["major"], server["minor"], server["gitVersion"]) == (
+        STANDIN_VERSION["major"], STANDIN_VERSION["minor"], STANDIN_VERSION["git"])
+
+
+# -- TLS refuses what it must: a CA the lab never used, a name the certificate lacks --------
+# A name in none of the serving certificates' SANs (.invalid is reserved: RFC 2606).
+WRONG_NAME = "apiserver.wrong.invalid"
+# OpenSSL's verify codes for the two refusals.
+X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20
+X509_V_ERR_HOSTNAME_MISMATCH = 62
+
+
+@pytest.fixture(scope="module")
+def foreign_ca(tmp_path_factory) -> Path:
+    """A CA made now, of the lab CA's kind (EC P-256, self-signed), that signed nothing."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the halab lab CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256()))
+    path = tmp_path_factory.mktemp("foreign-ca") / "ca.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def _handshake(lab, ca: Path, server_name: str) -> dict:
+    """A plain TLS handshake from the client to VIP:6443, checking ``server_name``."""
+    sockets = NetnsSockets(lab.provider.client_netns())
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca))
+        raw = sockets.socket()
+        raw.settimeout(5)
+        raw.connect((lab.vip, 6443))
+        with ctx.wrap_socket(raw, server_hostname=server_name) as s:
+            return s.getpeercert() or {}
+    finally:
+        sockets.close()
+
+
+def test_wrong_ca_is_refused_by_the_probe(lab, probe, foreign_ca):
+    status, _, _ = probe.get("/healthz")  # the same path with the lab CA works
+    assert status == 200
+    wrong = Prober(lab.provider.client_netns(), lab.vip, foreign_ca)
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError) as refused:
+            wrong.get("/healthz")
+        assert refused.value.verify_code == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, \
+            refused.value
+        record = wrong.probe("api")
+        assert not record.ok and "CERTIFICATE_VERIFY_FAILED" in record.error
+    finally:
+        wrong.close()
+
+
+@pytest.mark.parametrize("name", [WRONG_NAME, "lb01"], ids=["unknown-name", "other-node"])
+def test_wrong_hostname_is_refused(lab, name):
+    ca = lab.state.pki / "ca.crt"
+    assert lab.vip in _sans(_handshake(lab, ca, lab.vip))  # the right name passes
+    assert _handshake(lab, ca, "kubernetes.default")
+    with pytest.raises(ssl.SSLCertVerificationError) as refused:
+        _handshake(lab, ca, name)
+    assert refused.value.verify_code == X509_V_ERR_HOSTNAME_MISMATCH, refused.value
+
+
+def test_kubectl_refuses_a_wrong_ca(lab, kubectl, foreign_ca, tmp_path):
+    assert kubectl.run("get", "--raw", "/healthz").ok  # the lab's kubeconfig works
+    wrong = Kubectl(lab, write_kubeconfig(lab, tmp_path / "kubeconfig", ca_file=foreign_ca))
+    a = wrong.run("get", "--raw", "/healthz", "--request-timeout=5s")
+    assert not a.ok, f"kubectl trusted a server its CA never signed: {a.output!r}"
+    assert "x509: certificate signed by unknown authority" in a.error, a.error
+
+
+def test_kubectl_refuses_a_wrong_server_name(kubectl):
+    good = kubectl.run("get", "--raw", "/healthz", "--tls-server-name=kubernetes.default")
+    assert good.ok, good.error
+    a = kubectl.run("get", "--raw", "/healthz", f"--tls-server-name={WRONG_NAME}",
+                    "--request-timeout=5s")
+    assert not a.ok, f"kubectl accepted a certificate not valid for {WRONG_NAME}"
+    assert "x509: certificate is valid for" in a.error and WRONG_NAME in a.error, a.error
 
 
 def test_serving_certificate_names_each_master(lab):

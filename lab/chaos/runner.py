@@ -10,20 +10,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import faults, observe
+from lab import faults, measure, observe, steady
 from lab.chaos import bounds, journal, junit, report
 from lab.chaos.scenario import PROBE_KINDS, Observation, Scenario, Step, resolve
 from lab.errors import HalabError
 from lab.lab import Lab
 from lab.probes import Timeline, compute_outages
+from lab.topology import Topology
 from lab.wait import until
+from provision import names
 
 # Probes before the first fault and after the lab is steady again: what "normal" looks like.
 LEAD_IN_S = 1.0
 TAIL_S = 1.0
-# How long the lab may take to settle after the rollbacks; the longest bound of the config
-# (a preempting return) plus room for the HAProxy checks to see every backend UP again.
-SETTLE_MIN_S = 30.0
 
 Progress = Callable[[str], None]
 
@@ -79,8 +78,6 @@ class Run:
 # -- observations --------------------------------------------------------------------------
 def _seen(lab: Lab, obs: Observation) -> tuple[bool, str]:
     """Is the observation true now? And what was seen, for the record."""
-    from provision.render import ingress_server_name
-
     seen, ok = [], True
     holders = observe.vip_holders(lab)
     if obs.vip is not None:
@@ -96,14 +93,12 @@ def _seen(lab: Lab, obs: Observation) -> tuple[bool, str]:
             want_mac = observe.lab_mac(lab, holders[0])
             ok &= mac == want_mac
             seen.append(f"client ARP {mac} ({holders[0]}'s MAC is {want_mac})")
-    for proxy, names, label in (
-            ("k8s-api-server", obs.backends_down, "API"),
-            ("k8s-nginx-ingress", obs.ingress_down, "ingress")):
-        if names is None:
+    for proxy, nodes, label in (
+            (names.API_PROXY, obs.backends_down, "API"),
+            (names.INGRESS_PROXY, obs.ingress_down, "ingress")):
+        if nodes is None:
             continue
-        servers = resolve(lab.topo, names)
-        if proxy == "k8s-nginx-ingress":
-            servers = [ingress_server_name(s) for s in servers]
+        servers = [names.server_name(proxy, s) for s in resolve(lab.topo, nodes)]
         for lb in lab.load_balancers:
             states = observe.server_states(lab, lb.name, proxy)
             ok &= all(states.get(s, "").startswith("DOWN") for s in servers)
@@ -117,7 +112,7 @@ def check_hypothesis(lab: Lab, scenario: Scenario) -> list[Check]:
     for p in scenario.hypothesis.probes:
         try:
             if p.name == "lab-steady":
-                probs = faults.problems(lab)
+                probs = steady.problems(lab)
                 out.append(Check("lab steady", (not probs) == bool(p.tolerance),
                                  "; ".join(probs) or "steady"))
             elif p.name == "vip-holders":
@@ -212,7 +207,7 @@ def run_scenario(lab: Lab, scenario: Scenario, index: int = 0,
     started = time.monotonic()
     note(f"[{index}] {scenario.name}: {scenario.title}")
     try:
-        faults.wait_steady(lab, max(SETTLE_MIN_S, lab.provider.settle_s))
+        steady.wait(lab)
     except HalabError:
         pass  # the hypothesis below says what is wrong
     run.before = check_hypothesis(lab, scenario)
@@ -243,7 +238,7 @@ def run_scenario(lab: Lab, scenario: Scenario, index: int = 0,
         for w in run.windows:
             w.end = w.end if w.end is not None else player.rel(time.monotonic())
         try:
-            faults.wait_steady(lab, max(SETTLE_MIN_S, lab.provider.settle_s))
+            steady.wait(lab)
         except HalabError as e:
             run.problems.append(f"the rollbacks did not bring the lab back: {e}")
         time.sleep(TAIL_S)
@@ -251,48 +246,80 @@ def run_scenario(lab: Lab, scenario: Scenario, index: int = 0,
     run.timeline = tl.to_dict(t0)
     skipped = [s for s in run.steps if s.skipped]
     failed = [s for s in run.steps if not s.ok and not s.skipped]
-    if skipped and not failed:
-        run.status, run.skip_reason = "skipped", skipped[0].error
+    run.problems += [f"{s.phase} step `{s.label}`: {s.error}" for s in failed]
+    if skipped:
+        # A step this lab cannot express: the method's outage says nothing. The run is
+        # skipped only when nothing else went wrong: a failed rollback, restore or steady
+        # state after a step that could not run is a failure, not a skip.
+        run.skip_reason = skipped[0].error
         _recover(lab, run, note)
+        run.status = outcome(run.steps, run.problems)
         run.duration = round(time.monotonic() - started, 3)
         return run
-    run.problems += [f"{s.phase} step `{s.label}`: {s.error}" for s in failed]
-    # The outage the client saw, by kind. During the method: from the first fault to the
-    # first good probe after the last failure. During the rollbacks (the lab coming back):
-    # the failure windows added up, as nothing was broken on purpose any more.
-    if t_fault is not None:
-        for kind in PROBE_KINDS:
-            run.outages[kind] = round(tl.outage_after(t_fault, kind, until=t_rb), 3)
-            during = [r for r in tl.of(kind) if t_fault <= r.t < t_rb]
-            run.outages[f"{kind} (windows)"] = round(
-                sum(o.seconds for o in compute_outages(during)), 3)
-            back = [r for r in tl.of(kind) if t_rb <= r.t < t_end]
-            run.outages[f"{kind} (rollback)"] = round(
-                sum(o.seconds for o in compute_outages(back)), 3)
-    for phase, expectations in (("", scenario.expect.outage),
-                                (" (rollback)", scenario.expect.rollback_outage)):
-        for e in expectations:
-            b = bounds.bound(e.bound, lab.topo)
-            limit = bounds.allowed(b, e.bound)
-            key = e.kind if phase or e.measure == "since-fault" else f"{e.kind} (windows)"
-            measured = run.outages.get(f"{key}{phase}", 0.0)
-            ok = measured <= limit
-            run.expected.append({"kind": e.kind, "phase": phase.strip(" ()") or "method",
-                                 "bound": e.bound, "seconds": round(b.seconds, 3),
-                                 "allowed": round(limit, 3), "why": b.why,
-                                 "measured": measured, "ok": ok,
-                                 "from": player.rel(t_rb if phase else (t_fault or t0))})
-            if not ok:
-                run.problems.append(f"{e.kind} outage{phase} {measured:.2f} s exceeds the "
-                                    f"bound {limit:.2f} s ({e.bound}: {b})")
+    judge_outages(run, scenario, lab.topo, tl, t_fault, t_rb, t_end, player.rel)
     run.after = check_hypothesis(lab, scenario)
     run.problems += [f"steady state after: {c.label}: {c.detail}"
                      for c in run.after if not c.ok]
-    run.status = "failed" if run.problems else "passed"
+    run.status = outcome(run.steps, run.problems)
     if run.problems:
         _recover(lab, run, note)
     run.duration = round(time.monotonic() - started, 3)
     return run
+
+
+def outcome(steps: list[StepResult], problems: list[str]) -> str:
+    """A run's status: failed when any step failed or anything else went wrong (rollback,
+    restore, steady state, outage), skipped when a step could not be expressed on this lab
+    and nothing else went wrong, passed otherwise."""
+    if problems or any(not s.ok and not s.skipped for s in steps):
+        return "failed"
+    return "skipped" if any(s.skipped for s in steps) else "passed"
+
+
+def judge_outages(run: Run, scenario: Scenario, topo: Topology, tl: Timeline,
+                  t_fault: float | None, t_rb: float, t_end: float,
+                  rel: Callable[[float], float]) -> None:
+    """The outage the client saw, by kind, held against the scenario's expectations
+    through lab.measure: during the method, from the first fault to the first good probe
+    after the last failure (or the failure windows added up, for a method whose outage
+    comes late); during the rollbacks, the windows added up. Whatever the bound, the
+    client must have been served again before the rollbacks began (else the method's
+    outage is still going on when the rollbacks cut it short) and after them."""
+    if t_fault is None:
+        return
+    method = {kind: measure.measure(tl, t_fault, kind=kind, until=t_rb) for kind in PROBE_KINDS}
+    back = {kind: measure.measure(tl, t_rb, kind=kind, until=t_end) for kind in PROBE_KINDS}
+    for kind in PROBE_KINDS:
+        run.outages[kind] = round(method[kind].outage_s, 3)
+        during = [r for r in tl.of(kind) if t_fault <= r.t < t_rb]
+        run.outages[f"{kind} (windows)"] = round(
+            sum(o.seconds for o in compute_outages(during)), 3)
+        after = [r for r in tl.of(kind) if t_rb <= r.t < t_end]
+        run.outages[f"{kind} (rollback)"] = round(
+            sum(o.seconds for o in compute_outages(after)), 3)
+    for phase, expectations, figs, t_from in (
+            ("", scenario.expect.outage, method, t_fault),
+            (" (rollback)", scenario.expect.rollback_outage, back, t_rb)):
+        for e in expectations:
+            b = bounds.bound(e.bound, topo)
+            limit = bounds.allowed(b, e.bound)
+            key = e.kind if phase or e.measure == "since-fault" else f"{e.kind} (windows)"
+            measured = run.outages.get(f"{key}{phase}", 0.0)
+            fig = figs[e.kind]
+            verdict = measure.judge(fig)  # recovery and coverage; the bound is below
+            ok = measured <= limit and verdict.passed
+            run.expected.append({"kind": e.kind, "phase": phase.strip(" ()") or "method",
+                                 "bound": e.bound, "seconds": round(b.seconds, 3),
+                                 "allowed": round(limit, 3), "why": b.why,
+                                 "measured": measured, "ok": ok,
+                                 "verdict": verdict.status, "reasons": list(verdict.reasons),
+                                 "from": rel(t_from)})
+            if not verdict.passed:
+                run.problems.append(f"{e.kind}{phase}: {verdict.status}: "
+                                    + "; ".join(verdict.reasons))
+            if measured > limit:
+                run.problems.append(f"{e.kind} outage{phase} {measured:.2f} s exceeds the "
+                                    f"bound {limit:.2f} s ({e.bound}: {b})")
 
 
 def _recover(lab: Lab, run: Run, note: Progress) -> None:
@@ -301,7 +328,7 @@ def _recover(lab: Lab, run: Run, note: Progress) -> None:
         run.restored = faults.restore(lab)
         if run.restored:
             note(f"  restored: {', '.join(run.restored)}")
-        faults.wait_steady(lab, max(SETTLE_MIN_S, lab.provider.settle_s))
+        steady.wait(lab)
     except HalabError as e:
         run.problems.append(f"could not restore the lab afterwards: {e}")
 

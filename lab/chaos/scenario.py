@@ -183,7 +183,7 @@ def resolve(topo: Topology, names: list[str]) -> list[str]:
         if alias == "master-lb":
             out.append(topo.master_lb.name)
         elif alias == "backup-lb":
-            out.append(max(topo.backup_lbs, key=lambda b: b.vrrp.priority if b.vrrp else 0).name)
+            out.append(topo.best_backup_lb.name)
         elif alias.startswith(("apiserver-", "ingress-")):
             role, _, idx = alias.rpartition("-")
             pool = topo.nodes_with(Role.CONTROL_PLANE if role == "apiserver" else Role.INGRESS)

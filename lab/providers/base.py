@@ -25,6 +25,10 @@ class Provider(abc.ABC):
     # How long the lab may take to get back to steady state after a fault is undone: the
     # slowest undo is booting a crashed node.
     settle_s: ClassVar[float] = 30.0
+    # Exchanges in flight that a preempting return may cut: the old holder's connection
+    # is reset when its packets reach the new holder. With one request in flight at a time
+    # the prober loses at most one; the embedded lab's switch moves fast enough to lose none.
+    preempt_cuts: ClassVar[int] = 0
 
     def __init__(self, topo: Topology, state: LabState) -> None:
         self.topo = topo
@@ -63,6 +67,11 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def client_netns(self) -> str | None:
         """The network namespace where probes and SSH start (None: this host's own)."""
+
+    def wire(self) -> tuple[str | None, str]:
+        """Where the lab's LAN can be listened to: (network namespace, None for this
+        host's own; the interface every node's frames cross, e.g. the lab's bridge)."""
+        raise NotImplementedError(f"the {self.name} provider cannot show the lab's wire")
 
     # -- faults: what only the machine layer can do ---------------------------------------
     @abc.abstractmethod

@@ -11,9 +11,8 @@ from __future__ import annotations
 import signal
 
 from lab.errors import HalabError
-from lab.node import quote_command
 from lab.services import ServiceState, Unit
-from lab.transport import Result, Transport
+from lab.transport import Result, Transport, quote_command
 
 UNITS_DIR = "/etc/halab/units"
 
@@ -25,10 +24,7 @@ class SystemdServices:
 
     def _run(self, command: str, *args: object, check: bool = True) -> Result:
         r = self.transport.run(quote_command(command, *args), timeout=120)
-        if check and not r.ok:
-            raise HalabError(f"on {self.node}: `{r.command}` exited {r.rc}: "
-                             f"{(r.stderr or r.stdout).strip()[-400:]}")
-        return r
+        return r.expect(self.node) if check else r
 
     def install(self, unit: Unit) -> bool:
         systemd_path = f"/etc/systemd/system/{unit.name}.service"

@@ -119,6 +119,11 @@ def commands_in_python(path: Path) -> list[tuple[str, int]]:
             argv = [STARRED if isinstance(e, ast.Starred) else _const(e) for e in args[0].elts]
             found += [(c, node.lineno) for c in argv_commands(argv)]
         elif (text := _flat(args[0])) is not None:
+            # A bare word followed by more words is an argv of a tool's own wrapper, e.g.
+            # lab.kubectl's `kubectl.run("get", "--raw", "/healthz")` (kubectl is a pip
+            # wheel); a shell command for a node has its arguments as %s in the string.
+            if len(args) > 1 and re.fullmatch(r"[\w.-]+", text) and _flat(args[1]) is not None:
+                continue
             found += [(c, node.lineno) for c in shell_commands(text)]
     return found
 

@@ -309,6 +309,10 @@ class NetnsProvider(Provider):
     def client_netns(self) -> str | None:
         return self.ns(self.topo.client.name)
 
+    def wire(self) -> tuple[str | None, str]:
+        # Every node's veth is a port of this bridge: on it, every frame of the lab passes.
+        return self.switch, BRIDGE
+
     # -- faults ----------------------------------------------------------------------------
     def _port_cmd(self, name: str, updown: str) -> None:
         sh(["ip", "-n", self.switch, "link", "set", self.port(name), updown])

@@ -46,6 +46,9 @@ VIR_DOMAIN_RUNNING, VIR_DOMAIN_PAUSED = 1, 3
 class VagrantProvider(Provider):
     name = "vagrant"
     settle_s = 300.0  # a crashed VM boots again in ~60 s under TCG, then its daemons start
+    # Measured under TCG: one request in flight through the old holder is cut as the VIP
+    # moves back (its gratuitous ARP lands while the request is on the wire).
+    preempt_cuts = 1
 
     # -- places --------------------------------------------------------------------------
     @property
@@ -87,17 +90,63 @@ class VagrantProvider(Provider):
         except libvirt.libvirtError:
             raise LabStateError(f"{name} has no VM; `halab up --provider vagrant`") from None
 
-    def _vagrant(self, log: Path | None = None):  # noqa: ANN202 - vagrant.Vagrant
-        import vagrant
-
-        env = dict(os.environ)
-        env.update({
+    def vagrant_env(self) -> dict[str, str]:
+        """What vagrant needs to see this lab's VMs: halab's own runs and a person's
+        `vagrant status` in the checkout (the Vagrantfile re-runs it with these) alike."""
+        return {
             vspec.SPEC_ENV: str(self.dir / "spec.json"),
             "VAGRANT_DOTFILE_PATH": str(self.dir / "dotvagrant"),
             "VAGRANT_DEFAULT_PROVIDER": "libvirt",
             "VAGRANT_CHECKPOINT_DISABLE": "1",
-            "VAGRANT_NO_COLOR": "1",
-        })
+        }
+
+    @property
+    def vagrant_exe(self) -> str:
+        # Isolated: a wrapper that runs vagrant inside the lab's libvirt host (written by up).
+        return str(self.dir / "bin" / "vagrant") if self.mode == "isolated" else "vagrant"
+
+    def spec(self, driver: str, public_key: str) -> dict[str, Any]:
+        """lab.yaml resolved for the Vagrantfile, with this lab's places on this machine."""
+        uri = self.host.guest_uri if self.mode == "isolated" else "qemu:///system"
+        return vspec.build(self.topo, driver=driver, uri=uri, pool_path=self.dir / "pool",
+                           emulator=self.dir / "bin" / "qemu-tcg" if driver == "qemu" else None,
+                           public_key=public_key, serial_dir=self.dir / "serial",
+                           private_key=self.state.key)
+
+    def for_vagrantfile(self, lab_file: Path) -> dict[str, Any]:
+        """What the top-level Vagrantfile needs when a person runs vagrant in the checkout.
+
+        A lab that is up: its spec, and the vagrant command and environment halab uses, so
+        that `vagrant status` and `vagrant ssh NODE` see the same machines (the Vagrantfile
+        re-runs itself with them). Otherwise a spec resolved now, for `vagrant validate`
+        and `vagrant status`, and why nothing more can be done."""
+        spec_file = self.dir / "spec.json"
+        if self.is_up() and spec_file.exists():
+            return {"lab": self.topo.name, "up": True, "exe": self.vagrant_exe,
+                    "env": {**self.vagrant_env(), "HALAB_VAGRANT_SSH": "lab"},
+                    "spec": json.loads(spec_file.read_text())}
+        driver, _ = vspec.detect_driver(self.topo.vagrant.driver)
+        pub = self.state.key.with_suffix(".pub")
+        data = self.state.read()
+        if data.get("phase") == "up" and data.get("provider") not in (None, self.name):
+            why = (f"lab '{self.topo.name}' is up with the {data['provider']} provider: its "
+                   f"nodes are not VMs (`halab ssh NODE -f {lab_file}`)")
+        elif data.get("phase") == "up" and self.mode == "isolated":
+            why = (f"lab '{self.topo.name}' is recorded as up but its libvirt host "
+                   f"({self.host.netns}) is not running (a reboot, or killed): `halab clean "
+                   f"-f {lab_file}` removes what is left, then `halab up --provider vagrant "
+                   f"-f {lab_file}` makes it again")
+        else:
+            why = (f"lab '{self.topo.name}' is not up with the vagrant provider; `halab up "
+                   f"--provider vagrant -f {lab_file}` brings it up (it starts the lab's "
+                   "libvirt, writes the spec and the SSH key, then runs vagrant)")
+        return {"lab": self.topo.name, "up": False, "message": why,
+                "spec": self.spec(driver, pub.read_text() if pub.exists() else "")}
+
+    def _vagrant(self, log: Path | None = None):  # noqa: ANN202 - vagrant.Vagrant
+        import vagrant
+
+        env = {**os.environ, **self.vagrant_env(), "VAGRANT_NO_COLOR": "1"}
         kw: dict[str, Any] = {"root": str(REPO_VAGRANTFILE.parent), "env": env,
                               "quiet_stdout": log is None, "quiet_stderr": log is None}
         if log is not None:
@@ -106,7 +155,7 @@ class VagrantProvider(Provider):
         if self.mode == "isolated":
             # python-vagrant has no setting for the executable: ours runs vagrant inside the
             # lab's libvirt host (network + mount namespaces).
-            v._vagrant_exe = str(self.dir / "bin" / "vagrant")
+            v._vagrant_exe = self.vagrant_exe
         return v
 
     # -- prerequisites ---------------------------------------------------------------------
@@ -180,9 +229,9 @@ class VagrantProvider(Provider):
         key = self.state.ensure_key()
         for d in ("bin", "pool", "serial", "logs", "dotvagrant"):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
-        emulator = None
-        if driver == "qemu":
-            emulator = self.dir / "bin" / "qemu-tcg"
+        spec = self.spec(driver, key.with_suffix(".pub").read_text())
+        if spec["emulator"]:
+            emulator = Path(spec["emulator"])
             emulator.write_text(TCG_WRAPPER)
             emulator.chmod(0o755)
         if self.mode == "isolated":
@@ -194,10 +243,6 @@ class VagrantProvider(Provider):
             wrapper.write_text("#!/bin/sh\nexec " + shlex.join(self.host.enter())
                                + " --wd=\"$PWD\" /usr/bin/vagrant \"$@\"\n")
             wrapper.chmod(0o755)
-        uri = self.host.guest_uri if self.mode == "isolated" else "qemu:///system"
-        spec = vspec.build(self.topo, driver=driver, uri=uri, pool_path=self.dir / "pool",
-                           emulator=emulator, public_key=key.with_suffix(".pub").read_text(),
-                           serial_dir=self.dir / "serial")
         (self.dir / "spec.json").write_text(json.dumps(spec, indent=2))
         self._make_pool(spec["storage_pool"])
         names = [n["name"] for n in spec["nodes"]]
@@ -344,6 +389,21 @@ class VagrantProvider(Provider):
 
     def client_netns(self) -> str | None:
         return self.host.netns if self.mode == "isolated" else None
+
+    def wire(self) -> tuple[str | None, str]:
+        """The lab network's bridge, whose ports are the VMs' lab NICs (tap devices) and
+        which carries the client's address. libvirt named it when vagrant-libvirt created
+        the network (virbrN): ask libvirt. It lives where libvirtd runs: the isolated
+        host's namespace, or this host's own on a workstation's libvirt.
+        Not yet verified on a running VM lab."""
+        import libvirt
+
+        try:
+            bridge = self._conn().networkLookupByName(f"{self.topo.prefix}lan").bridgeName()
+        except libvirt.libvirtError as e:
+            raise LabStateError(f"the lab network {self.topo.prefix}lan is not there ({e}); "
+                                "is the lab up? `halab status`") from None
+        return self.client_netns(), bridge
 
     # -- faults through the hypervisor ---------------------------------------------------
     def _lan_interface_xml(self, dom) -> str:  # noqa: ANN001

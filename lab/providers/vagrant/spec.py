@@ -38,7 +38,8 @@ def vm_nodes(topo: Topology) -> list:
 
 
 def build(topo: Topology, *, driver: str, uri: str, pool_path: Path, emulator: Path | None,
-          public_key: str, serial_dir: Path) -> dict[str, Any]:
+          public_key: str, serial_dir: Path,
+          private_key: Path | None = None) -> dict[str, Any]:
     prefix = topo.prefix
     return {
         "lab": topo.name,
@@ -57,6 +58,9 @@ def build(topo: Topology, *, driver: str, uri: str, pool_path: Path, emulator: P
         "lan": {"name": f"{prefix}lan", "interface": topo.network.interface,
                 "prefixlen": topo.prefixlen, "host_ip": str(topo.client.address)},
         "public_key": public_key.strip(),
+        # How a person's `vagrant ssh NODE` logs in once halab has set the node up: as halab
+        # does (root, the lab's key, the node's lab address), not as the box's vagrant user.
+        "ssh": {"user": "root", "private_key": str(private_key) if private_key else None},
         "serial_dir": str(serial_dir),
         "hosts": {n.name: str(n.address) for n in topo.nodes},
         "nodes": [

@@ -1,0 +1,43 @@
+"""The names a deployed lab promises: HAProxy's proxies, its stats socket, the units, the
+config paths. The templates render them, and whatever reads the lab back (observe, faults,
+chaos, the CLI) imports them from here, so that a name is typed once.
+"""
+
+from __future__ import annotations
+
+# HAProxy `listen` sections, as the kubeadm HA guide names them.
+API_PROXY = "k8s-api-server"  # *:6443 -> the masters' API servers
+INGRESS_PROXY = "k8s-nginx-ingress"  # *:443 -> the masters' ingress (TLS passed through)
+HTTP_PROXY = "lets-encrypt-http-resolver"  # *:80 -> the masters' ingress (plain HTTP)
+PROXIES = (HTTP_PROXY, INGRESS_PROXY, API_PROXY)
+
+# Debian's default admin socket (the guide dropped the line; observe reads `show stat` here).
+HAPROXY_STATS_SOCKET = "/run/haproxy/admin.sock"
+
+# The units halab runs on a node (systemd units on VMs and hosts, tini children in netns).
+HAPROXY_UNIT = "haproxy"
+KEEPALIVED_UNIT = "keepalived"
+APISERVER_UNIT = "kube-apiserver"
+INGRESS_UNIT = "ingress"
+# The units that are nginx in this lab (the API server and ingress stand-ins).
+NGINX_UNITS = (APISERVER_UNIT, INGRESS_UNIT)
+
+# Config files, where the roles write them and the daemons read them.
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+APISERVER_CONF = "/etc/halab/kube-apiserver/nginx.conf"
+INGRESS_CONF = "/etc/halab/ingress/nginx.conf"
+PKI_DIR = "/etc/kubernetes/pki"
+
+
+def ingress_server_name(node_name: str) -> str:
+    """k8s-master-01 -> k8s-nginx-ingress-01, as the guide names its ingress servers."""
+    if node_name.startswith("k8s-master-"):
+        return "k8s-nginx-ingress-" + node_name.removeprefix("k8s-master-")
+    return f"{node_name}-ingress"
+
+
+def server_name(proxy: str, node_name: str) -> str:
+    """The `server` name a node has in ``proxy``: its own name for the API servers, the
+    guide's ingress names for the ingress proxies."""
+    return node_name if proxy == API_PROXY else ingress_server_name(node_name)

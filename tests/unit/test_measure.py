@@ -1,0 +1,316 @@
+"""The one measuring path, offline: figures and verdicts from recorded timelines.
+
+Two journals recorded on the embedded lab (tests/unit/data): HAProxy SIGKILLed on lb01 in
+a healthy lab, and the same with lb02's kernel dropping traffic to the VIP (the VIP moves,
+nobody serves). Every other timeline here is built by hand for one rule of the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lab import measure, observe, timing
+from lab.chaos import runner, scenario
+from lab.errors import TransportError
+from lab.probes import Holding, Prober, Record, Timeline
+from lab.transport import Result
+
+DATA = Path(__file__).with_name("data")
+
+
+def _recorded(name: str) -> tuple[Timeline, dict]:
+    d = json.loads((DATA / f"{name}.json").read_text())
+    return Timeline.from_dict(d["timeline"]), d
+
+
+def _tl(pattern: str, step: float = 0.05, *, stage: str = "connect",
+        holders: dict[str, str] | None = None) -> Timeline:
+    """Probes from a pattern ('.' good, 'x' failed), one every ``step`` s from t=0;
+    ``holders``: per LB a pattern of '1' (holds), '0' (does not), '?' (unknown)."""
+    tl = Timeline(step, timeout=0.5, started=0.0, ended=len(pattern) * step)
+    tl.records = [Record(i * step, "api", c == ".", 0.001, "" if c == "." else "refused",
+                         stage="" if c == "." else stage) for i, c in enumerate(pattern)]
+    for lb, p in (holders or {}).items():
+        tl.holdings += [Holding(i * step, lb, None if c == "?" else c == "1")
+                        for i, c in enumerate(p)]
+    return tl
+
+
+# -- recorded journals ---------------------------------------------------------------------
+def test_recorded_haproxy_crash_passes_within_its_bound(default_topo):
+    tl, d = _recorded("haproxy-crash")
+    bound = timing.haproxy_crash(default_topo)
+    v = measure.judge(measure.measure(tl, 0.0, to=d["backup"]), outage=bound, move=bound)
+    assert v.passed, str(v)
+    f = v.figures
+    assert f.recovered and 2.0 < f.outage_s <= bound.with_margin
+    assert f.moved_s is not None and abs(f.moved_s - f.outage_s) < 0.5
+    assert f.served_via == "192.168.0.102"
+
+
+def test_recorded_backup_that_never_serves_fails(default_topo):
+    tl, d = _recorded("backup-blackholed")
+    bound = timing.haproxy_crash(default_topo)
+    v = measure.judge(measure.measure(tl, 0.0, to=d["backup"]), outage=bound, move=bound)
+    assert v.status == "failed"
+    assert "no good api probe after the failures" in str(v)
+    # The VIP did move: a verdict on the VIP alone would have passed.
+    assert v.figures.moved_s is not None and v.figures.moved_s < bound.with_margin
+
+
+def test_recorded_journal_round_trips_with_stage():
+    tl, _ = _recorded("haproxy-crash")
+    again = Timeline.from_dict(tl.to_dict())
+    assert [r.stage for r in again.of()] == [r.stage for r in tl.of()]
+    assert {r.stage for r in tl.of() if not r.ok} <= {"connect", "exchange"}
+    assert any(r.stage == "connect" for r in tl.of())
+
+
+# -- the rules -----------------------------------------------------------------------------
+def test_outage_ends_at_the_first_good_probe_after_the_last_failure():
+    f = measure.measure(_tl("..xx.xx..."), 0.05)
+    assert f.recovered and abs(f.outage_s - 0.30) < 1e-9 and f.failed == 4
+
+
+def test_no_recovery_within_the_span_fails_whatever_the_bound():
+    tl = _tl("....xxxxxxxx" + "....")  # good again only after t=0.6
+    f = measure.measure(tl, 0.2, until=0.6)
+    assert not f.recovered
+    v = measure.judge(f, outage=timing.Bound(100, "generous"))
+    assert v.status == "failed" and "no good api probe" in str(v)
+
+
+def test_outage_beyond_the_bound_fails():
+    v = measure.judge(measure.measure(_tl("..xxxxxxxx.."), 0.1),
+                      outage=timing.Bound(0.1, "tiny", margin=0.0))
+    assert v.status == "failed" and "exceeds the bound" in str(v)
+
+
+def test_refused_and_cut_are_told_apart():
+    tl = _tl("..x..")
+    tl.records.append(Record(0.12, "api", False, 0.01, "reset", stage="exchange"))
+    f = measure.measure(tl, 0.0)
+    assert (f.refused, f.cut) == (1, 1)
+    assert measure.judge(f, max_refused=0).status == "failed"
+    assert measure.judge(f, max_refused=1, max_cut=1).passed
+
+
+def test_a_cut_exchange_fails_a_zero_allowance():
+    tl = _tl(".....")
+    tl.records.append(Record(0.12, "api", False, 0.1, "reset", stage="exchange"))
+    assert measure.judge(measure.measure(tl, 0.0), max_refused=0, max_cut=0).status == "failed"
+
+
+def test_bad_answers_are_counted():
+    tl = _tl("...")
+    tl.records.append(Record(0.07, "api", False, 0.01, "HTTP 500", 500, stage="answer"))
+    f = measure.measure(tl, 0.0)
+    assert f.bad_answers == 1 and measure.judge(f, max_failed=0).status == "failed"
+
+
+def test_vip_never_seen_alone_on_the_backup_fails():
+    tl = _tl("..........", holders={"lb01": "1111111111", "lb02": "0000011111"})
+    v = measure.judge(measure.measure(tl, 0.1, to="lb02"))
+    assert v.status == "failed" and "never seen on lb02 alone" in str(v)
+
+
+def test_vip_move_is_timed_by_the_samples():
+    tl = _tl("..........", holders={"lb01": "1111000000", "lb02": "0000001111"})
+    f = measure.measure(tl, 0.1, to="lb02")
+    assert abs(f.moved_s - 0.2) < 1e-9
+    assert measure.judge(f, move=timing.Bound(0.1, "x", margin=0.0)).status == "failed"
+    assert measure.judge(f, move=timing.Bound(0.3, "x", margin=0.0)).passed
+
+
+def test_an_lb_that_cannot_be_asked_is_unknown_not_absent():
+    # lb01 unknown from the fault on: "only lb02 holds the VIP" cannot be said.
+    tl = _tl("..........", holders={"lb01": "11????????", "lb02": "0000011111"})
+    assert tl.holders_at(0.4) is None
+    v = measure.judge(measure.measure(tl, 0.1, to="lb02"))
+    assert v.status == "unknown" and "could not be asked" in str(v)
+
+
+def test_an_lb_that_is_down_holds_nothing():
+    tl = _tl("..........", holders={"lb02": "0000011111"})
+    tl.holdings += [Holding(i * 0.05, "lb01", i < 2, "" if i < 2 else "crashed")
+                    for i in range(10)]
+    assert tl.holders_at(0.4) == ["lb02"]
+    assert measure.measure(tl, 0.1, to="lb02").moved_s == pytest.approx(0.15)
+
+
+def test_holders_are_judged_in_time_order_not_arrival_order():
+    # lb02's samples arrive late (appended after lb01's): at t=0.2 both held the VIP.
+    tl = Timeline(0.05)
+    tl.holdings += [Holding(t, "lb01", t <= 0.2) for t in (0.0, 0.1, 0.2, 0.3)]
+    tl.holdings += [Holding(t, "lb02", t >= 0.2) for t in (0.0, 0.1, 0.2, 0.3)]
+    assert tl.holders_at(0.2) == ["lb01", "lb02"]
+    assert tl.held_alone_from("lb02", 0.0) == 0.3
+
+
+def test_stale_samples_are_unknown():
+    tl = Timeline(0.05)
+    tl.holdings += [Holding(0.0, "lb01", True), Holding(0.0, "lb02", False),
+                    Holding(2.0, "lb02", False)]
+    assert tl.holders_at(2.0) is None  # lb01 silent for 2 s: neither holding nor not
+
+
+def test_a_hole_in_the_probing_is_unknown():
+    tl = _tl("....." + "....")
+    tl.records = [r for r in tl.records if not 0.1 < r.t < 0.4] + [
+        Record(1.5, "api", True, 0.001)]
+    tl.ended = 1.6
+    v = measure.judge(measure.measure(tl, 0.0))
+    assert v.status == "unknown" and "no api probe started for" in str(v)
+
+
+def test_a_dead_probe_thread_is_recorded_and_unknown(tmp_path):
+    class Dying(Prober):
+        def __init__(self) -> None:
+            self.timeout, self.calls = 0.5, 0
+
+        def probe(self, kind: str = "api", path: str = "/healthz",
+                  timeout: float | None = None) -> Record:
+            self.calls += 1
+            if self.calls > 3:
+                raise RuntimeError("probe blew up")
+            return Record(time.monotonic(), kind, True, 0.001)
+
+    with Dying().continuous(interval=0.01) as tl:
+        time.sleep(0.2)
+    assert any("probe thread died" in e and "probe blew up" in e for e in tl.errors)
+    v = measure.judge(measure.measure(tl, tl.started))
+    assert v.status == "unknown"
+
+
+def test_an_unexpected_watch_error_is_recorded():
+    # Any exception in a watch stream thread (not a transport error) ends up in errors.
+    tl = Timeline(0.05)
+    w = observe.VipWatch.__new__(observe.VipWatch)
+    w._stop, w._lock, w._streams = threading.Event(), threading.Lock(), {}
+
+    class Broken:
+        def lines(self, idle_timeout: float):
+            raise ValueError("garbled")
+
+        def close(self) -> None:
+            w._stop.set()
+
+    class Lab:
+        vip = "192.168.0.203"
+
+        class topo:
+            class network:
+                interface = "eth1"
+
+        class provider:
+            @staticmethod
+            def node_state(name):
+                return "running"
+
+        @staticmethod
+        def node(name):
+            class N:
+                class transport:
+                    @staticmethod
+                    def stream(cmd):
+                        return Broken()
+            return N
+
+    w.lab = Lab
+    w._follow("lb01", tl, 0.05)
+    assert any("garbled" in e for e in tl.errors)
+    assert tl.holdings[-1].holds is None
+
+
+# -- observe: unknown is never "does not hold" ---------------------------------------------
+class _Lb:
+    def __init__(self, name: str, result: Result | Exception) -> None:
+        self.name, self._result = name, result
+
+    def run(self, command: str, *args: object, timeout: float | None = 60) -> Result:
+        if isinstance(self._result, Exception):
+            raise self._result
+        return self._result
+
+
+class _Lab:
+    vip = "192.168.0.203"
+
+    def __init__(self, lbs: list[_Lb], states: dict[str, str]) -> None:
+        self.load_balancers, self._states = lbs, states
+        self.topo = type("T", (), {"network": type("N", (), {"interface": "eth1"})})
+        self.provider = type("P", (), {"node_state": lambda _s, n: states[n]})()
+
+    def node(self, name: str) -> _Lb:
+        return next(lb for lb in self.load_balancers if lb.name == name)
+
+
+HOLDS = Result("ip", 0, "3: eth1    inet 192.168.0.102/24 brd x\n"
+                        "3: eth1    inet 192.168.0.203/32 scope global eth1\n", "")
+EMPTY = Result("ip", 0, "3: eth1    inet 192.168.0.101/24 brd x\n", "")
+
+
+def test_vip_holders_raise_when_a_running_lb_cannot_be_asked():
+    lab = _Lab([_Lb("lb01", TransportError("ssh broke")), _Lb("lb02", HOLDS)],
+               {"lb01": "running", "lb02": "running"})
+    with pytest.raises(observe.ObservationError, match="cannot ask lb01"):
+        observe.vip_holders(lab)
+    lab = _Lab([_Lb("lb01", Result("ip", 1, "", "Device not found")), _Lb("lb02", HOLDS)],
+               {"lb01": "running", "lb02": "running"})
+    with pytest.raises(observe.ObservationError, match="exited 1"):
+        observe.vip_holders(lab)
+
+
+def test_vip_holders_skip_an_lb_that_is_down():
+    lab = _Lab([_Lb("lb01", TransportError("gone")), _Lb("lb02", HOLDS)],
+               {"lb01": "crashed", "lb02": "running"})
+    assert observe.vip_holders(lab) == ["lb02"]
+    lab = _Lab([_Lb("lb01", EMPTY), _Lb("lb02", HOLDS)], {"lb01": "running", "lb02": "running"})
+    assert observe.vip_holders(lab) == ["lb02"]
+
+
+# -- bounds that can tell paths apart ------------------------------------------------------
+@pytest.mark.parametrize("advert, version", [(1, 2), (3, 2), (0.1, 3), (1, 3)])
+def test_keepalived_stop_bound_excludes_the_slow_path(default_topo, advert, version):
+    k = default_topo.keepalived.model_copy(update={"advert_int": advert,
+                                                   "vrrp_version": version})
+    topo = default_topo.model_copy(update={"keepalived": k})
+    b = timing.keepalived_stop(topo)
+    prio = topo.best_backup_lb.vrrp.priority + topo.keepalived.check.weight
+    slow_earliest = timing.master_down_interval(prio, advert, version) - advert
+    assert b.with_margin < slow_earliest
+
+
+# -- chaos: a scenario is judged on the client's recovery, and skips are honest -------------
+def test_chaos_method_with_no_recovery_before_the_rollback_fails(default_topo):
+    sc = scenario.load_all(names=["lb-crash"])[0]
+    tl = _tl("...." + "x" * 100 + "....", holders={"lb01": "1" * 4 + "0" * 104,
+                                                    "lb02": "0" * 20 + "1" * 88})
+    run = runner.Run(1, sc.name, sc.title)
+    t_fault, t_rb = 0.2, 5.2  # the rollback at 5.2 s: within the node_crash bound
+    runner.judge_outages(run, sc, default_topo, tl, t_fault, t_rb, tl.ended, lambda t: t)
+    assert any("no good api probe" in p for p in run.problems), run.problems
+    assert run.expected and not run.expected[0]["ok"]
+
+
+def test_chaos_method_with_recovery_passes_its_outage(default_topo):
+    sc = scenario.load_all(names=["lb-crash"])[0]
+    tl = _tl("...." + "x" * 60 + "." * 40, holders={"lb01": "1" * 4 + "0" * 100,
+                                                    "lb02": "0" * 20 + "1" * 84})
+    run = runner.Run(1, sc.name, sc.title)
+    runner.judge_outages(run, sc, default_topo, tl, 0.2, 5.0, tl.ended, lambda t: t)
+    assert run.problems == [] and run.expected[0]["ok"]
+
+
+def test_skipped_step_with_a_failed_rollback_is_a_failure():
+    steps = [runner.StepResult("delay lb02", "method", False, 0, 0, "no netem", True),
+             runner.StepResult("undo delay lb02", "rollback", False, 0, 0, "ssh broke")]
+    assert runner.outcome(steps, []) == "failed"
+    assert runner.outcome(steps[:1], []) == "skipped"
+    assert runner.outcome(steps[:1], ["could not restore the lab afterwards: x"]) == "failed"
+    assert runner.outcome([], []) == "passed"
