@@ -7,13 +7,16 @@ then judge with ``lab.measure``: one way to observe, one way to measure.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lab import observe
+from lab.errors import HalabError
 from lab.lab import Lab
 from lab.probes import Prober, Timeline
+from lab.wire import Advert, VrrpCapture
 
 Progress = Callable[[Timeline, float], None]
 Action = Callable[[], object]
@@ -22,7 +25,9 @@ Action = Callable[[], object]
 @dataclass
 class Observed:
     timeline: Timeline
-    fault_at: float  # monotonic s, when the fault was set off
+    fault_at: float  # monotonic s, when the fault took effect (or was set off)
+    adverts: list[Advert] = field(default_factory=list)  # VRRP on the lab's switch
+    wire_error: str = ""  # why the wire could not be watched, if it could not
 
 
 def _recovered(tl: Timeline, since: float, to: str | None) -> bool:
@@ -43,10 +48,17 @@ def under_fault(lab: Lab, label: str, inject: Action, *, to: str | None,
     ``deadline_s`` has passed: the verdict then says what did not happen); then go on
     probing ``after_s`` so that the client is seen served by the new holder."""
     prober = prober or lab.prober
-    with prober.continuous(watch=observe.VipWatch(lab)) as tl:
+    with contextlib.ExitStack() as stack:
+        capture, wire_error = _capture(lab, stack)
+        tl = stack.enter_context(prober.continuous(watch=observe.VipWatch(lab)))
         time.sleep(3 * tl.interval)  # a few probes before the fault: what normal looks like
         t = tl.mark(label)
-        inject()
+        took_effect = inject()
+        if isinstance(took_effect, float) and took_effect >= t:
+            # The node acted later than the harness asked (an SSH round trip, a starved
+            # VM): the failover is timed from when the fault took effect.
+            t = took_effect
+            tl.marks.append((t, f"{label}: took effect"))
         while time.monotonic() - t < deadline_s:
             if progress is not None:
                 progress(tl, t)
@@ -54,4 +66,17 @@ def under_fault(lab: Lab, label: str, inject: Action, *, to: str | None,
                 break
             time.sleep(0.05)
         time.sleep(after_s)
-    return Observed(tl, t)
+    adverts = list(capture.adverts) if capture is not None else []
+    if capture is not None and capture.error is not None:
+        wire_error = f"the VRRP capture died: {capture.error!r}"
+    return Observed(tl, t, adverts, wire_error)
+
+
+def _capture(lab: Lab, stack: contextlib.ExitStack) -> tuple[VrrpCapture | None, str]:
+    """VRRP adverts on the lab's switch beside the probes: the lab's own cadence. A lab
+    whose switch cannot be listened to is judged without it (and says why)."""
+    try:
+        netns, iface = lab.provider.wire()
+        return stack.enter_context(VrrpCapture(netns, iface)), ""
+    except (HalabError, OSError, NotImplementedError) as e:
+        return None, f"the lab's switch cannot be listened to: {e}"

@@ -26,7 +26,8 @@ def judged(lab: Lab, label: str, inject: experiment.Action, to: str, bound: Boun
                                   deadline_s=bound.with_margin + WATCH_BEYOND_S,
                                   progress=progress)
     fig = measure.measure(seen.timeline, seen.fault_at, to=to)
-    return measure.judge(fig, outage=bound, move=bound, **allow)
+    kept = measure.cadence(seen.adverts, lab.topo.keepalived.advert_int)
+    return measure.judge(fig, outage=bound, move=bound, cadence=kept, **allow)
 
 
 def haproxy_crash(lab: Lab, progress: experiment.Progress | None = None) -> measure.Verdict:

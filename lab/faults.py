@@ -48,12 +48,14 @@ def _gone(lab: Lab, node: str, service: str) -> None:
               lambda: n.run("pgrep -x %s", service).rc == 1, timeout=10, interval=0.05)
 
 
-def kill(lab: Lab, node: str, service: str, sig: signal.Signals = signal.SIGKILL) -> None:
+def kill(lab: Lab, node: str, service: str, sig: signal.Signals = signal.SIGKILL) -> float:
     """Signal a daemon's main process (SIGKILL: it crashes; SIGTERM: it shuts down); for
-    these two, return once it is gone."""
-    lab.node(node).services.kill(service, sig)
+    these two, return once it is gone. Returns when the signal took effect (this host's
+    monotonic clock): the moment a failover is timed from."""
+    at = lab.node(node).services.kill(service, sig)
     if sig in (signal.SIGKILL, signal.SIGTERM):
         _gone(lab, node, service)
+    return at
 
 
 def stop(lab: Lab, node: str, service: str) -> None:
@@ -445,13 +447,15 @@ def restore(lab: Lab) -> list[str]:
     for name, node in lab.nodes.items():
         if not node.managed:
             continue
+        # Daemons first: sshd among them is the way in for what follows.
+        for svc in node.services.installed():
+            if not node.services.status(svc).active:
+                start(lab, name, svc)
+                done.append(f"started {svc} on {name}")
+        node.close()  # a connection to an sshd that was killed is dead
         active = impairments(lab, name)
         if active:
             unimpair(lab, name)
             heal(lab, name)
             done.append(f"removed {', '.join(active)} on {name}")
-        for svc in node.services.installed():
-            if not node.services.status(svc).active:
-                start(lab, name, svc)
-                done.append(f"started {svc} on {name}")
     return done

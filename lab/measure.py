@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from lab.probes import Record, Timeline
 from lab.timing import Bound
+from lab.wire import Advert
 
 # How late a probe thread may start its next probe beyond its budget and interval before
 # the window counts as not covered: thread scheduling on a busy 2-core machine.
@@ -122,6 +123,25 @@ class Cadence:
         # Half again the configured interval: a guest whose timers run that late no longer
         # keeps the master-down interval the bounds are computed from.
         return self.measured_s <= 1.5 * self.expected_s
+
+
+def cadence(adverts: list[Advert], advert_int: float) -> Cadence | None:
+    """The lab's advert cadence from the wire: the median interval between one sender's
+    consecutive adverts (a priority-0 advert and a silence of more than three intervals,
+    a change of MASTER, break the sequence). None when too few adverts were seen."""
+    gaps: list[float] = []
+    last: dict[str, float] = {}
+    for a in sorted(adverts, key=lambda a: a.t):
+        if a.priority == 0:
+            last.pop(a.src, None)
+            continue
+        if a.src in last and a.t - last[a.src] <= 3 * advert_int + 1.0:
+            gaps.append(a.t - last[a.src])
+        last[a.src] = a.t
+    if len(gaps) < 2:
+        return None
+    gaps.sort()
+    return Cadence(advert_int, gaps[len(gaps) // 2])
 
 
 @dataclass(frozen=True)

@@ -124,17 +124,47 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
         tr.write_line(f"{seconds:7.3f} s  {label:<40} bound {bound or '-'}  [{nodeid}]")
 
 
+_LOG_MARKS = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # noqa: ANN201
+    """Before a lab test: where every node's daemon logs stand, so that a failure shows
+    what this test's daemons wrote, from this lab, and nothing older."""
+    the_lab = item.funcargs.get("lab") or item.funcargs.get("steady")
+    if isinstance(the_lab, Lab):
+        item.stash[_LOG_MARKS] = _marks(the_lab)
+    yield
+
+
+def _marks(the_lab: Lab) -> dict:
+    marks = {}
+    for name, node in the_lab.nodes.items():
+        if node.managed and the_lab.provider.node_state(name) == "running":
+            try:
+                marks[name] = node.services.log_mark()
+            except HalabError:
+                continue
+    return marks
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
-    """On a failed lab test, attach the tail of every daemon log of the lab."""
+    """On a failed lab test, attach what each daemon of this lab logged during the test
+    (netns: the lab's own log files from the test's start; VMs: journalctl on the node)."""
     outcome = yield
     rep = outcome.get_result()
-    if rep.when != "call" or not rep.failed or "lab" not in getattr(item, "fixturenames", ()):
+    if rep.when != "call" or not rep.failed or _LOG_MARKS not in item.stash:
         return
-    the_lab = item._request.getfixturevalue("lab")
-    for log in sorted(the_lab.state.dir.glob("nodes/*/logs/*.log")):
+    the_lab = item.funcargs.get("lab") or item.funcargs.get("steady")
+    for name, mark in item.stash[_LOG_MARKS].items():
         try:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        except OSError:
+            if the_lab.provider.node_state(name) != "running":
+                continue
+            logs = the_lab.node(name).services.logs_since(mark)
+        except HalabError as e:
+            rep.sections.append((f"halab log {name}", f"(could not read: {e})"))
             continue
-        rep.sections.append((f"halab log {log.parent.parent.name}/{log.name}", tail))
+        for unit, text in logs.items():
+            rep.sections.append((f"halab log {name}/{unit} ({the_lab.provider.name}, "
+                                 "during this test)", text))

@@ -81,8 +81,18 @@ class ServiceManager(Protocol):
 
     def restart(self, name: str) -> None: ...
 
-    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Send a signal to the daemon's main process and nothing else."""
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> float:
+        """Send a signal to the daemon's main process and nothing else; return when it
+        went out, on this host's monotonic clock (the node's own moment, mapped)."""
         ...
 
     def status(self, name: str) -> ServiceState: ...
+
+    def log_mark(self) -> object:
+        """Where the daemons' logs stand now; ``logs_since`` shows what came after it."""
+        ...
+
+    def logs_since(self, mark: object, lines: int = 15) -> dict[str, str]:
+        """Each daemon's log written after ``mark`` (its last ``lines``), by unit: this
+        node's, this run's, never another lab's or an earlier run's."""
+        ...

@@ -29,6 +29,16 @@ def _report(report_outage, label, v: Verdict, bound: Bound) -> None:
     report_outage(label, v.figures.outage_s, str(bound))
 
 
+def _holds(v: Verdict) -> None:
+    """Passed, or the test fails; inconclusive (the lab did not keep its own timers, as
+    the wire measured) is reported as a skip with the measured cadence: neither a pass nor
+    a false "too slow"."""
+    __tracebackhide__ = True
+    if v.status == "inconclusive":
+        pytest.skip(str(v))
+    assert v.passed, str(v)
+
+
 def test_vip_starts_on_the_master_lb(lab, probe, lbs):
     master, _ = lbs
     assert observe.vip_holders(lab) == [master]
@@ -45,7 +55,7 @@ def test_haproxy_crash_moves_vip_to_backup(steady, lbs, report_outage):
         pytest.skip("this lab's check weights never let the backup outrank the master")
     v = failover.haproxy_crash(lab)
     _report(report_outage, f"haproxy SIGKILL on {master}", v, timing.haproxy_crash(lab.topo))
-    assert v.passed, str(v)
+    _holds(v)
     assert v.figures.served_via == lab.node(backup).address, "the backup LB should forward"
 
 
@@ -59,7 +69,7 @@ def test_haproxy_return_preempts_vip_back(steady, lbs, report_outage):
     f = v.figures
     report_outage(f"haproxy back on {master} (preempt; {f.failed} failed probe(s))",
                   f.outage_s, str(timing.preempt_back(lab.topo)))
-    assert v.passed, str(v)
+    _holds(v)
     assert f.served_via == lab.node(master).address
 
 
@@ -73,7 +83,7 @@ def test_keepalived_stop_fails_over_fast(steady, lbs, report_outage):
     v = failover.keepalived_stop(lab)
     _report(report_outage, f"keepalived SIGTERM on {master}", v,
             timing.keepalived_stop(lab.topo))
-    assert v.passed, str(v)
+    _holds(v)
 
 
 @pytest.mark.disruptive
@@ -99,6 +109,6 @@ def test_master_lb_lost_fails_over(steady, lbs, report_outage, fault):
     master, backup = lbs
     v = failover.master_lost(lab, fault)
     _report(report_outage, f"{master} {fault}", v, timing.node_crash(lab.topo))
-    assert v.passed, str(v)
+    _holds(v)
     # The client follows the backup's gratuitous ARP.
     assert observe.neighbour_mac(lab, lab.vip) == observe.lab_mac(lab, backup)

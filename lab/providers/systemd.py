@@ -9,7 +9,9 @@ stays dead until the test brings it back. The unit's description is also kept as
 from __future__ import annotations
 
 import signal
+import time
 
+from lab.clock import NodeClock
 from lab.errors import HalabError
 from lab.services import ServiceState, Unit
 from lab.transport import Result, Transport, quote_command
@@ -21,6 +23,7 @@ class SystemdServices:
     def __init__(self, node: str, transport: Transport) -> None:
         self.node = node
         self.transport = transport
+        self.clock = NodeClock(lambda cmd: self._run(cmd).stdout)
 
     def _run(self, command: str, *args: object, check: bool = True) -> Result:
         r = self.transport.run(quote_command(command, *args), timeout=120)
@@ -59,8 +62,21 @@ class SystemdServices:
     def restart(self, name: str) -> None:
         self._run("systemctl restart %s", name)
 
-    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+    def log_mark(self) -> object:
+        return self._run("date +%s.%N").stdout.strip()  # the node's clock, for journalctl
+
+    def logs_since(self, mark: object, lines: int = 15) -> dict[str, str]:
+        return {u: self._run("journalctl --no-pager -o short-precise -u %s --since @%s -n %s",
+                             u, str(mark).split(".")[0], lines, check=False).stdout
+                for u in self.installed()}
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> float:
         if not self.status(name).active:
             raise HalabError(f"{name} is not running on {self.node}: nothing to signal")
-        # The main process only: like a crash of the daemon, not of its whole cgroup.
-        self._run("systemctl kill --kill-whom=main --signal=%s %s", sig.name, name)
+        self.clock.to_host_monotonic(time.time())  # calibrated before, not in the way
+        # The main process only: like a crash of the daemon, not of its whole cgroup. The
+        # node's clock just before the signal: when the fault took effect, not when the
+        # harness asked (a round trip or more earlier on an emulated VM).
+        out = self._run("date +%%s.%%N; systemctl kill --kill-whom=main --signal=%s %s",
+                        sig.name, name).stdout
+        return self.clock.to_host_monotonic(float(out.split()[0]))

@@ -314,3 +314,30 @@ def test_skipped_step_with_a_failed_rollback_is_a_failure():
     assert runner.outcome(steps[:1], []) == "skipped"
     assert runner.outcome(steps[:1], ["could not restore the lab afterwards: x"]) == "failed"
     assert runner.outcome([], []) == "passed"
+
+
+# -- the lab's own timers ------------------------------------------------------------------
+def _adverts(src: str, times: list[float], prio: int = 100):
+    from lab.wire import Advert
+
+    return [Advert(t, src, "192.168.0.102", 2, 51, prio, 1.0, ("192.168.0.203",), 255)
+            for t in times]
+
+
+def test_cadence_is_the_median_interval_of_one_sender():
+    ads = _adverts("192.168.0.101", [0, 1.0, 2.0, 3.1]) + _adverts("192.168.0.102", [6.5, 7.5])
+    c = measure.cadence(ads, 1.0)
+    assert c is not None and c.measured_s == pytest.approx(1.0) and c.kept
+
+
+def test_late_timers_make_a_timing_verdict_inconclusive_never_a_pass_or_too_slow():
+    slow = measure.cadence(_adverts("192.168.0.101", [0, 1.9, 3.8, 5.7]), 1.0)
+    assert slow is not None and not slow.kept
+    late = measure.measure(_tl("..xxxxxxxxxx.."), 0.1)
+    v = measure.judge(late, outage=timing.Bound(0.1, "tiny", margin=0.0), cadence=slow)
+    assert v.status == "inconclusive" and "1.90 s where advert_int is 1" in str(v)
+    fine = measure.measure(_tl("......"), 0.1)
+    assert measure.judge(fine, cadence=slow).status == "inconclusive"
+    # A broken promise that no timer explains stays failed.
+    never = measure.measure(_tl("..xxxx"), 0.1)
+    assert measure.judge(never, cadence=slow).status == "failed"

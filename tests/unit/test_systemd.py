@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 
 from lab.providers.systemd import SystemdServices
 from lab.services import Unit
@@ -28,6 +29,9 @@ class FakeHost:
         if command.startswith("systemctl show"):
             return Result(command, 0, f"ActiveState={'active' if self.active else 'failed'}\n"
                           f"MainPID={'42' if self.active else '0'}\n", "")
+        if command.startswith("date "):
+            # The node's clock runs 100 s ahead of this host's.
+            return Result(command, 0, f"{time.time() + 100:.6f}\n", "")
         return Result(command, 0, "", "")
 
     def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
@@ -53,8 +57,13 @@ def test_install_writes_a_unit_once_and_enables_it():
 def test_kill_signals_the_main_process_only():
     host = FakeHost()
     host.active = True
-    SystemdServices("lb01", host).kill("haproxy", signal.SIGKILL)
-    assert host.commands[-1] == "systemctl kill --kill-whom=main --signal=SIGKILL haproxy"
+    before = time.monotonic()
+    at = SystemdServices("lb01", host).kill("haproxy", signal.SIGKILL)
+    assert host.commands[-1] == ("date +%s.%N; systemctl kill --kill-whom=main "
+                                 "--signal=SIGKILL haproxy")
+    # The node's own moment of the signal, mapped onto this host's clock: its 100 s lead
+    # is taken out.
+    assert before - 0.5 < at < time.monotonic() + 0.5
 
 
 def test_status_reads_systemd():
@@ -63,3 +72,16 @@ def test_status_reads_systemd():
     assert not svc.status("haproxy").active
     host.active = True
     assert svc.status("haproxy").pid == 42
+
+
+def test_logs_since_asks_the_journal_from_the_mark_on():
+    host = FakeHost()
+    svc = SystemdServices("lb01", host)
+    host.run = lambda c, timeout=60: (host.commands.append(c) or Result(
+        c, 0, "1764130000.123\n" if c.startswith("date") else
+        ("haproxy.json\n" if c.startswith("ls") else "a line\n"), ""))
+    mark = svc.log_mark()
+    logs = svc.logs_since(mark, lines=5)
+    assert logs == {"haproxy": "a line\n"}
+    assert any(c.startswith("journalctl") and "-u haproxy --since @1764130000 -n 5" in c
+               for c in host.commands)

@@ -134,17 +134,36 @@ class NetnsServices:
             raise HalabError(f"{name} did not start on {self.node}; its log "
                              f"({self.log_dir / (name + '.log')}) ends with:\n{tail}") from None
 
+    def log_mark(self) -> object:
+        return {p.stem: p.stat().st_size for p in self.log_dir.glob("*.log")}
+
+    def logs_since(self, mark: object, lines: int = 15) -> dict[str, str]:
+        sizes = mark if isinstance(mark, dict) else {}
+        out = {}
+        for p in sorted(self.log_dir.glob("*.log")):
+            try:
+                with open(p, "rb") as f:
+                    f.seek(sizes.get(p.stem, 0))
+                    new = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            if new.strip():
+                out[p.stem] = "\n".join(new.splitlines()[-lines:])
+        return out
+
     def _log_tail(self, name: str, lines: int = 10) -> str:
         try:
             return "\n".join((self.log_dir / f"{name}.log").read_text().splitlines()[-lines:])
         except OSError:
             return "(no log)"
 
-    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> float:
         pid = self._host_pid(name)
         if pid is None:
             raise HalabError(f"{name} is not running on {self.node}: nothing to signal")
+        t = time.monotonic()  # the signal goes from this host: it takes effect now
         os.kill(pid, sig)
+        return t
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
         pid = self._host_pid(name)
