@@ -112,12 +112,13 @@ NEEDS: tuple[Need, ...] = (
     _need("/usr/sbin/nginx", "nginx", "the API server and ingress stand-ins", "netns", "guest"),
     _need("openssl", "openssl", "the tests read certificates on the masters", "netns", "guest"),
     _need("sudo", "sudo", "vagrant's `vagrant` user becomes root", "guest"),
-    _need("systemctl", "systemd", "the VM nodes' daemons are systemd units", "guest"),
+    _need("systemctl", "systemd", "the VM nodes' daemons are systemd units; journalctl "
+          "gives a failed test their logs", "guest", also=("journalctl",)),
     # Essential packages (always there); listed so that the registry covers what runs.
     _need("sh", "dash", "every command on a node runs through /bin/sh", "netns", "guest"),
     _need("timeout", "coreutils", "bounded commands in tests; stat, sha256sum for testinfra",
-          "netns", "guest", also=("cat", "chmod", "cut", "dirname", "ls", "mkdir",
-                                  "sleep", "sha256sum", "stat", "touch")),
+          "netns", "guest", also=("cat", "chmod", "cut", "date", "dirname", "ls",
+                                  "mkdir", "sleep", "sha256sum", "stat", "touch")),
     _need("grep", "grep", "reading qdiscs and daemon output on the nodes", "netns", "guest"),
     _need("sed", "sed", "the sabotage suite breaks a node's config in place", "netns",
           "guest"),
