@@ -39,17 +39,20 @@ PART_START_SECTOR=2048 # 1 MiB
 PART_OFFSET=$((PART_START_SECTOR * 512))
 
 PACKAGES=(
-  # boot + init
+  # boot + init (networking: systemd-networkd, part of systemd)
   systemd-sysv udev dbus linux-image-cloud-amd64 initramfs-tools e2fsprogs
-  # access
-  openssh-server sudo
-  # network: systemd-networkd (part of systemd) + tools
-  iproute2 iputils-ping netcat-openbsd curl ca-certificates
-  # lab roles (their units are disabled: halab starts them itself)
-  haproxy keepalived nginx-light
-  # what halab's faults / probes / testinfra use
-  psmisc procps openssl python3 less
+  # kubeadm's set-up fetches over HTTPS; python3 for whoever logs in; less for people
+  curl ca-certificates python3 less
 )
+# What halab runs inside a VM node (the roles' daemons, sshd, sudo, the faults' nft and tc,
+# ping, ...): the registry's `guest` scope, the one list (lab/packages.py). The daemons'
+# units are disabled below: halab starts them itself.
+mapfile -t GUEST_PACKAGES < <(cd "$REPO" && python3 -m lab.packages --provider guest)
+PACKAGES+=("${GUEST_PACKAGES[@]}")
+# The package list the box was built with: a box built from another list is rebuilt, so a
+# package added to the registry never hides behind a box built before it.
+STAMP="$BOX.packages"
+WANT_STAMP=$(printf '%s\n' "${PACKAGES[@]}" | sort -u)
 
 log() { printf '[build.sh %(%H:%M:%S)T] %s\n' -1 "$*"; }
 die() { log "ERROR: $*"; exit 1; }
@@ -85,51 +88,28 @@ cleanup() {
 trap cleanup EXIT
 
 # ---- mirror: reuse this machine's APT configuration --------------------------
-# Prints the first URI configured for SUITE (deb822 .sources or one-line form).
-find_mirror() {
-  local suite="$1" f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    awk -v s="$suite" '
-      function flush() { if (uri != "" && ok && suites ~ ("(^| )" s "( |$)")) { print uri; found=1; exit } }
-      /^[[:space:]]*$/ { flush(); uri=""; suites=""; ok=1; next }
-      BEGIN { ok=1 }
-      /^Types:/   { ok = ($0 ~ /(^|[ :])deb( |$)/) }
-      /^URIs:/    { uri=$2 }
-      /^Suites:/  { $1=""; suites=substr($0,2) }
-      END { if (!found) flush() }' "$f"
-  done | head -n1
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    awk -v s="$suite" '$1=="deb" { i=2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-                                   if ($(i+1)==s) { print $i; exit } }' "$f"
-  done | head -n1
-}
+# shellcheck source=../scripts/debian-mirror.sh
+source "$REPO/scripts/debian-mirror.sh"
 
 # ============================================================================
 T_ALL=$(date +%s.%N)
 mkdir -p "$OUT_DIR"
 
-if [ -f "$BOX" ] && [ "${FORCE:-0}" != 1 ]; then
+if [ -f "$BOX" ] && [ "${FORCE:-0}" != 1 ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT_STAMP" ]; then
   log "box exists: $BOX (FORCE=1 to rebuild)"
 else
+  [ -f "$BOX" ] && [ "${FORCE:-0}" != 1 ] && log "the box's package list changed: rebuilding"
+  rm -f "$STAMP"
   # ---------------------------------------------------------------- deps
   phase_start "host packages"
-  need=()
-  for p in debootstrap qemu-utils extlinux syslinux-common e2fsprogs fdisk \
-           debian-archive-keyring; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
-  done
-  if [ "${#need[@]}" -gt 0 ]; then
-    log "installing: ${need[*]}"
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
-  fi
+  # debootstrap, qemu-utils, extlinux, ...: the registry's vagrant scope (a no-op when
+  # `make setup-vagrant` ran).
+  "$REPO/scripts/setup-debian.sh" vagrant
   phase_end
 
-  MIRROR="${MIRROR:-$(find_mirror "$SUITE")}"
+  MIRROR="${MIRROR:-$(debian_mirror "$SUITE")}"
   MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-  SECURITY_MIRROR="${SECURITY_MIRROR:-$(find_mirror "$SUITE-security")}"
+  SECURITY_MIRROR="${SECURITY_MIRROR:-$(debian_mirror "$SUITE-security")}"
   SECURITY_MIRROR="${SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
   log "mirror: $MIRROR  security: $SECURITY_MIRROR"
 
@@ -364,6 +344,7 @@ end
 EOF
   tar -C "$WORK" -cf "$BOX.tmp" metadata.json Vagrantfile box.img
   mv -f "$BOX.tmp" "$BOX"
+  printf '%s\n' "$WANT_STAMP" > "$STAMP"
   rm -rf "$WORK"
   phase_end
 fi

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from lab import failover, faults, observe, steady, timing
 from lab import status as lab_status
-from lab.errors import HalabError
+from lab.errors import HalabError, PrerequisiteError
 from lab.lab import PROVIDERS, Lab
 from lab.probes import Timeline
 from provision import names
@@ -57,6 +57,24 @@ def up(file: LabFile = Path("lab.yaml"), provider: ProviderOpt = None) -> None:
               f"{time.monotonic() - t0:.1f} s; VIP {lab.vip}")
     _status_table(lab)
     lab.close()
+
+
+@app.command()
+def doctor(provider: Annotated[str, typer.Option(
+               "--provider", help="netns (the embedded lab) or vagrant (VMs)")] = "netns",
+           as_json: JsonOpt = False) -> None:
+    """Can this machine run the lab? Commands and their Debian packages, root, the kernel's
+    namespaces, nftables and netem; exit 3 when something required is missing."""
+    from lab import doctor as doc
+    from lab.packages import PROVIDERS as CHECKABLE
+
+    if provider not in CHECKABLE:
+        raise typer.BadParameter(f"one of {', '.join(CHECKABLE)}, not '{provider}'",
+                                 param_hint="--provider")
+    report = doc.diagnose(provider)
+    print(report.to_json() if as_json else report.render())
+    if not report.ok:
+        raise typer.Exit(PrerequisiteError.exit_code)
 
 
 @app.command()

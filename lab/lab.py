@@ -65,10 +65,9 @@ class Lab:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self, progress: Callable[[str], None] = lambda _: None) -> None:
-        import provision
-
+        # Root and every command of the provider's lab, from the registry (lab/packages.py,
+        # the nodes' daemons included): before anything is built.
         self.provider.check()
-        provision.check(self.topo)
         self.provider.up(progress)
         try:
             self.provision(progress)

@@ -34,6 +34,12 @@ def _fail(e: HalabError) -> None:
 
 
 @pytest.fixture(scope="session")
+def lab_file(request: pytest.FixtureRequest) -> Path:
+    """The lab file of this run (`--lab-file`), absolute: for tests that run `halab -f`."""
+    return Path(request.config.getoption("--lab-file")).resolve()
+
+
+@pytest.fixture(scope="session")
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The running lab: the one `halab up` made, or one brought up (and down) for this run."""
     cfg = request.config

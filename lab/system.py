@@ -6,8 +6,9 @@ import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
+from lab import packages
 from lab.errors import CommandError, PrerequisiteError
 
 
@@ -19,16 +20,26 @@ def require_root(what: str) -> None:
         )
 
 
-def require_tools(tools: Iterable[tuple[str, str]]) -> None:
-    """``tools`` are (executable, Debian package) pairs; name every missing package at once."""
-    missing = sorted({pkg for exe, pkg in tools if shutil.which(exe) is None and
-                      not os.path.exists(exe)})
+# What installs a provider's packages, for the error messages.
+SETUP_TARGET = {"netns": "make setup", "vagrant": "make setup-vagrant"}
+
+
+def missing_message(provider: str, missing: Sequence[packages.Need]) -> str:
+    """One paragraph: which commands are missing, their packages, and the command to run."""
+    pkgs = list(dict.fromkeys(n.package for n in missing))
+    cmds = ", ".join(f"{n.name} ({n.package})" for n in missing)
+    return (f"this machine lacks what the {provider} lab runs: {cmds}. Install "
+            f"{'it' if len(pkgs) == 1 else 'them'} with `apt-get install "
+            f"{' '.join(pkgs)}` (or `{SETUP_TARGET.get(provider, 'make setup')}`, which "
+            "installs everything halab needs from its registry, lab/packages.py), then run "
+            "the command again; `halab doctor` checks it all.")
+
+
+def require_tools(provider: str, which: packages.Which = shutil.which) -> None:
+    """Every command the provider's lab runs, from the registry; all missing named at once."""
+    missing = packages.missing([provider], which)
     if missing:
-        raise PrerequisiteError(
-            "missing system package(s): " + ", ".join(missing) + ". Install them with "
-            f"`apt-get install {' '.join(missing)}` (or run `make setup`, which installs "
-            "everything halab needs), then run the command again."
-        )
+        raise PrerequisiteError(missing_message(provider, missing))
 
 
 def sh(argv: Sequence[str], check: bool = True, input: str | None = None,

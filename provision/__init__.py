@@ -10,17 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lab.node import Node
 from lab.state import LabState
-from lab.system import require_tools
 from lab.topology import Role, Topology
 from provision.kubeconfig import write_kubeconfig
 from provision.pki import LabPki
-from provision.roles import PACKAGES, Change, apply
-
-
-def check(topo: Topology) -> None:
-    """The Debian packages the roles need, checked before anything is built."""
-    roles = {r for n in topo.nodes for r in n.roles}
-    require_tools([t for r in roles for t in PACKAGES[r]])
+from provision.roles import Change, apply
 
 
 def provision(topo: Topology, state: LabState, nodes: Iterable[Node],
@@ -57,4 +50,4 @@ def provision(topo: Topology, state: LabState, nodes: Iterable[Node],
     return [changes[n.name] for n in managed]
 
 
-__all__ = ["check", "provision", "Change", "LabPki"]
+__all__ = ["provision", "Change", "LabPki"]

@@ -32,16 +32,6 @@ INGRESS = Unit(names.INGRESS_UNIT, ("/usr/sbin/nginx", "-c", render.INGRESS_CONF
                                    "-g", "daemon off;"),
                "ingress controller stand-in (nginx)")
 
-# What the roles need installed on a node, as (executable, Debian package).
-PACKAGES = {
-    Role.LOADBALANCER: [("/usr/sbin/haproxy", "haproxy"), ("/usr/sbin/keepalived", "keepalived"),
-                        ("/usr/bin/killall", "psmisc")],
-    Role.CONTROL_PLANE: [("/usr/sbin/nginx", "nginx-light")],
-    Role.INGRESS: [("/usr/sbin/nginx", "nginx-light")],
-    Role.CLIENT: [],
-}
-
-
 @dataclass(frozen=True)
 class File:
     path: str

@@ -1,37 +1,37 @@
 #!/usr/bin/env bash
 # Installs the Debian packages halab needs, once: a no-op when all are present.
-# Usage: scripts/setup-debian.sh [vagrant]   (as root; `vagrant` adds the VM provider's)
+# Usage: scripts/setup-debian.sh [SCOPE...]   (as root; default netns)
+#   netns    the embedded lab (make setup)
+#   vagrant  the VM lab's host: vagrant, libvirt, qemu, the box build (make setup-vagrant)
+#   ci       what .ci/run needs to build a pristine Debian root (debootstrap, git)
+# The packages come from the one registry, lab/packages.py (`python3 -m lab.packages
+# --commands --provider netns` shows which command needs which package, and why).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-packages=(
-  haproxy keepalived nginx-light            # the lab's daemons
-  openssh-server openssh-client             # sshd in every node, ssh/ssh-keygen for the harness
-  iproute2 util-linux tini                  # namespaces, veths, nsenter/unshare, the nodes' PID 1
-  netcat-openbsd psmisc procps openssl      # ProxyCommand, killall -0 (the guide's check), ps, certs
-  python3 python3-venv make
-)
-if [ "${1:-}" = vagrant ]; then
-  packages+=(
-    vagrant vagrant-libvirt                 # the VM provider
-    libvirt-daemon-system qemu-system-x86 qemu-utils
-    libvirt-dev pkg-config gcc python3-dev  # libvirt-python builds against Debian's libvirt
-  )
-fi
+scopes=("$@")
+[ ${#scopes[@]} -gt 0 ] || scopes=(netns)
+args=()
+for s in "${scopes[@]}"; do args+=(--provider "$s"); done
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: $*. Run \`sudo make setup\` (or as root)." >&2
+    exit 3
+  fi
+  echo "setup: installing $*"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The registry is read by python3, so python3 itself comes first on a machine without it.
+command -v python3 >/dev/null || install python3
+
+mapfile -t missing < <(python3 -m lab.packages "${args[@]}" --missing)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: every Debian package halab needs is installed"
+  echo "setup: every Debian package halab needs for ${scopes[*]} is installed"
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "setup: missing Debian packages: ${missing[*]}. Run \`sudo make setup\` (or as root)." >&2
-  exit 3
-fi
-echo "setup: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install "${missing[@]}"
 echo "setup: done"

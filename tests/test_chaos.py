@@ -52,10 +52,11 @@ class _Svgs(HTMLParser):
         self.svgs += tag == "svg"
 
 
-def test_short_chaos_run_writes_a_report_that_parses(steady, tmp_path):
+def test_short_chaos_run_writes_a_report_that_parses(steady, lab_file, tmp_path):
     out = tmp_path / "report"
-    p = subprocess.run([sys.executable, "-m", "lab", "chaos", "--iterations", "2", "--seed",
-                        "7", "--scenarios", CI_SCENARIOS, "--report", str(out)], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "lab", "chaos", "-f", str(lab_file),
+                        "--iterations", "2", "--seed", "7", "--scenarios", CI_SCENARIOS,
+                        "--report", str(out)], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     j = json.loads((out / "journal.json").read_text())

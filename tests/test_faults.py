@@ -213,25 +213,25 @@ def test_bad_fault_input_is_one_clear_error(lab):
         faults.inject(lab, "loss", [lab.client.name])
 
 
-def _halab(*args):
-    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+def _halab(lab_file, *args):
+    return subprocess.run([sys.executable, "-m", "lab", *args, "-f", str(lab_file)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
 
 
-def test_cli_injects_and_undoes_by_hand(steady, backup):
+def test_cli_injects_and_undoes_by_hand(steady, backup, lab_file):
     lab = steady
-    p = _halab("fault", "kill", backup, "-p", "service=haproxy")
+    p = _halab(lab_file, "fault", "kill", backup, "-p", "service=haproxy")
     assert p.returncode == 0, p.stderr
     assert not _active(lab, backup, "haproxy")
-    p = _halab("fault", "--undo", "kill", backup, "-p", "service=haproxy")
+    p = _halab(lab_file, "fault", "--undo", "kill", backup, "-p", "service=haproxy")
     assert p.returncode == 0, p.stderr
     assert _active(lab, backup, "haproxy")
-    p = _halab("fault", "--list")
+    p = _halab(lab_file, "fault", "--list")
     assert p.returncode == 0 and all(name in p.stdout for name in faults.CATALOGUE)
 
 
-def test_cli_bad_fault_is_one_paragraph(lab):
-    p = _halab("fault", "partition", "lb01")
+def test_cli_bad_fault_is_one_paragraph(lab, lab_file):
+    p = _halab(lab_file, "fault", "partition", "lb01")
     assert p.returncode == 1
     assert p.stderr.startswith("halab: fault 'partition' takes exactly two")
     assert "Traceback" not in p.stderr + p.stdout

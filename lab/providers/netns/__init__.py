@@ -33,10 +33,6 @@ from lab.wait import until
 
 INIT_SCRIPT = Path(__file__).with_name("node-init.sh")
 BRIDGE = "br0"
-TOOLS = [("ip", "iproute2"), ("unshare", "util-linux"), ("nsenter", "util-linux"),
-         ("setsid", "util-linux"), ("tini", "tini"), ("/usr/sbin/sshd", "openssh-server"),
-         ("ssh-keygen", "openssh-client"), ("ssh", "openssh-client"),
-         ("nc", "netcat-openbsd")]
 
 
 def netns_list() -> list[str]:
@@ -111,7 +107,7 @@ class NetnsProvider(Provider):
     # -- prerequisites ---------------------------------------------------------------------
     def check(self) -> None:
         require_root("the embedded (netns) lab")
-        require_tools(TOOLS)
+        require_tools(self.name)  # the registry, lab/packages.py: what `halab doctor` checks
         if self.topo.kubernetes.control_plane != "standin":
             raise PrerequisiteError(
                 "`kubernetes.control_plane: kubeadm` needs real machines with systemd and "

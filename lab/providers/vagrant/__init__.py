@@ -33,11 +33,6 @@ from lab.transport import FabricTransport, LocalTransport, SshHost, write_ssh_co
 from lab.wait import until
 
 REPO_VAGRANTFILE = Path(__file__).resolve().parents[3] / "Vagrantfile"
-TOOLS = [("vagrant", "vagrant"), ("/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json",
-                                   "vagrant-libvirt"),
-         ("libvirtd", "libvirt-daemon-system"), ("virtlogd", "libvirt-daemon-system"),
-         ("qemu-system-x86_64", "qemu-system-x86"), ("nsenter", "util-linux"),
-         ("nc", "netcat-openbsd"), ("ssh", "openssh-client")]
 TCG_WRAPPER = """#!/bin/sh
 # QEMU's TCG translation cache defaults to 1 GiB per VM: cap it so that a 512 MiB guest
 # costs ~450 MB of host memory instead of ~1.5 GB (libvirt passes `-accel tcg`).
@@ -163,7 +158,7 @@ class VagrantProvider(Provider):
     # -- prerequisites ---------------------------------------------------------------------
     def check(self) -> None:
         require_root("the VM lab (libvirt)")
-        require_tools(TOOLS)
+        require_tools(self.name)  # the registry, lab/packages.py: what `halab doctor` checks
         try:
             import libvirt  # noqa: F401
             import vagrant  # noqa: F401
