@@ -34,13 +34,15 @@ def broken(steady):
         s.apply(lab)
 
     yield apply
+    failed = False
     for s in reversed(applied):
         try:
             s.undo(lab)
         except Exception:  # noqa: BLE001 - undo_all below covers what a single undo missed
-            pass
-    sabotage.undo_all(lab)
+            failed = True
     faults.restore(lab)
+    if failed or steady_state.problems(lab):
+        sabotage.undo_all(lab)
     steady_state.wait(lab)
 
 
