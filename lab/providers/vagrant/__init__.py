@@ -69,15 +69,30 @@ class VagrantProvider(Provider):
     def _uri(self) -> str:
         return self.host.uri if self.mode == "isolated" else "qemu:///system"
 
+    _conn_lock = threading.Lock()
+
     def _conn(self):  # noqa: ANN202 - libvirt.virConnect
+        """One connection to the lab's libvirtd, kept while it lives: the VIP watch asks
+        for node states several times a second, and a connection per question would load
+        a libvirtd that already shares two cores with five emulated VMs."""
         import libvirt
 
         libvirt.registerErrorHandler(lambda *_: None, None)  # errors come as exceptions
-        try:
-            return libvirt.open(self._uri())
-        except libvirt.libvirtError as e:
-            raise LabStateError(f"cannot reach the lab's libvirt ({self._uri()}): {e}; "
-                                "is the lab up? `halab status`") from None
+        with self._conn_lock:
+            conn = getattr(self, "_cached_conn", None)
+            if conn is not None:
+                try:
+                    if conn.isAlive():
+                        return conn
+                except libvirt.libvirtError:
+                    pass
+            try:
+                conn = libvirt.open(self._uri())
+            except libvirt.libvirtError as e:
+                raise LabStateError(f"cannot reach the lab's libvirt ({self._uri()}): {e}; "
+                                    "is the lab up? `halab status`") from None
+            self._cached_conn = conn
+            return conn
 
     def _domain(self, name: str):  # noqa: ANN202
         import libvirt
