@@ -22,6 +22,16 @@
 #   NO_BOX_ADD=1   do not run "vagrant box add"
 set -euo pipefail
 
+# Every mount of the build (the image's file system, /proc and /dev in the rootfs) in a mount
+# namespace of its own. A mount made in the machine's namespace is copied into every mount
+# namespace created while it exists (each `ip netns exec`, each lab node): `umount` then only
+# drops our copy, the file system stays open elsewhere and the image keeps a journal to
+# replay, whose copy of block 0 wipes extlinux's boot sector at the VM's first boot (seen on
+# a busy machine: every VM of the box failed to boot again after a power cut).
+if [ -z "${HALAB_BOX_PRIVATE_MOUNTS:-}" ]; then
+  exec env HALAB_BOX_PRIVATE_MOUNTS=1 unshare --mount --propagation private -- "$0" "$@"
+fi
+
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 OUT_DIR="${OUT_DIR:-$REPO/.halab/box}"
@@ -317,6 +327,10 @@ EOF
   extlinux --install "$MNT/boot/extlinux" > /dev/null 2>&1
   sync
   umount "$MNT"
+  # Cleanly unmounted, or the first boot replays a journal over the boot sector.
+  if dumpe2fs -h "$LOOP" 2>/dev/null | grep -q needs_recovery; then
+    die "the image's file system was not cleanly unmounted (needs_recovery)"
+  fi
   losetup -d "$LOOP"; LOOP=""
   phase_end
 

@@ -151,7 +151,7 @@ NEEDS: tuple[Need, ...] = (
           "debootstrap checks Debian's signatures", "vagrant", "ci", label="archive keyring"),
     _need("extlinux", "extlinux", "the box's boot loader", "vagrant"),
     _need("/usr/lib/EXTLINUX/mbr.bin", "syslinux-common", "the box's MBR", "vagrant"),
-    _need("mkfs.ext4", "e2fsprogs", "the box's file system", "vagrant"),
+    _need("mkfs.ext4", "e2fsprogs", "the box's file system", "vagrant", also=("dumpe2fs",)),
     _need("sfdisk", "fdisk", "the box's partition table", "vagrant"),
     _need("losetup", "mount", "mapping the box's partition", "vagrant"),
     # -- CI: the pristine Debian root ---------------------------------------------------------
