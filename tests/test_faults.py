@@ -16,6 +16,7 @@ import pytest
 
 from lab import faults, observe, timing
 from lab.errors import HalabError
+from lab.wait import until
 
 pytestmark = [pytest.mark.needs_lab, pytest.mark.disruptive]
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,10 @@ def test_kill_nginx_kills_both_standins_of_a_master(steady):
     assert not _processes(lab, m, "nginx")
     assert not _reachable(lab, m, 6443) and not _reachable(lab, m, 443)
     faults.undo(lab, "kill", [m], {"service": "nginx"})
-    assert _reachable(lab, m, 6443) and _reachable(lab, m, 443)
+    # Running is not yet listening: nginx binds its ports a moment after it starts.
+    until(f"{m} listening on 6443 and 443 again",
+          lambda: _reachable(lab, m, 6443) and _reachable(lab, m, 443), timeout=5,
+          interval=0.1)
 
 
 def _gone(lab, node):
