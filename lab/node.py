@@ -102,10 +102,6 @@ class Node:
         r = self.run("cat %s", path)
         return r.stdout if r.ok else None
 
-    def interface_addresses(self, interface: str) -> list[str]:
-        out = self.run("ip -o -4 addr show dev %s", interface).stdout
-        return [line.split()[3].split("/")[0] for line in out.splitlines() if " inet " in line]
-
     def mac(self, interface: str) -> str:
         return self.check_output("cat /sys/class/net/%s/address", interface).strip()
 
