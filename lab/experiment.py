@@ -16,7 +16,7 @@ from lab import observe
 from lab.errors import HalabError
 from lab.lab import Lab
 from lab.probes import Prober, Timeline
-from lab.wire import Advert, VrrpCapture
+from lab.wire import Advert, Arp, VrrpCapture
 
 Progress = Callable[[Timeline, float], None]
 Action = Callable[[], object]
@@ -27,6 +27,7 @@ class Observed:
     timeline: Timeline
     fault_at: float  # monotonic s, when the fault took effect (or was set off)
     adverts: list[Advert] = field(default_factory=list)  # VRRP on the lab's switch
+    arps: list[Arp] = field(default_factory=list)  # ARP on the lab's switch
     wire_error: str = ""  # why the wire could not be watched, if it could not
 
 
@@ -67,9 +68,10 @@ def under_fault(lab: Lab, label: str, inject: Action, *, to: str | None,
             time.sleep(0.05)
         time.sleep(after_s)
     adverts = list(capture.adverts) if capture is not None else []
+    arps = list(capture.arps) if capture is not None else []
     if capture is not None and capture.error is not None:
         wire_error = f"the VRRP capture died: {capture.error!r}"
-    return Observed(tl, t, adverts, wire_error)
+    return Observed(tl, t, adverts, arps, wire_error)
 
 
 def _capture(lab: Lab, stack: contextlib.ExitStack) -> tuple[VrrpCapture | None, str]:

@@ -30,6 +30,7 @@ from lab.probes import NetnsSockets
 IPPROTO_VRRP = 112
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
 ETH_P_8021Q = 0x8100
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -38,9 +39,10 @@ SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = 35
 SIOCGIFINDEX = 0x8933
 
-# tcpdump -dd 'ip proto 112' (untagged frames): ethertype IPv4 and IP protocol 112.
+# tcpdump -dd 'arp or ip proto 112' (untagged frames): ARP, or IPv4 carrying VRRP.
 _BPF_VRRP = [
     (0x28, 0, 0, 12),       # ldh [12]          ethertype
+    (0x15, 3, 0, ETH_P_ARP),  # jeq #0x806        accept
     (0x15, 0, 3, ETH_P_IP),  # jeq #0x800         else drop
     (0x30, 0, 0, 23),       # ldb [23]          IP protocol
     (0x15, 0, 1, IPPROTO_VRRP),  # jeq #112     else drop
@@ -62,6 +64,34 @@ class Advert:
     advert_int: float  # seconds, as the advert itself declares it
     addresses: tuple[str, ...]  # the virtual addresses it carries
     ttl: int
+
+
+@dataclass(frozen=True)
+class Arp:
+    """One ARP packet seen on the wire. A new VRRP MASTER announces the VIP with
+    gratuitous ARP (sender and target address both the VIP): the moment a client's
+    neighbour entry can follow it."""
+
+    t: float
+    op: int  # 1 request, 2 reply
+    sender_mac: str
+    sender_ip: str
+    target_ip: str
+
+    @property
+    def gratuitous(self) -> bool:
+        return self.sender_ip == self.target_ip
+
+
+def parse_arp(packet: bytes, t: float) -> Arp | None:
+    """An Ethernet/IPv4 ARP packet -> Arp; anything else -> None."""
+    if len(packet) < 28:
+        return None
+    htype, ptype, hlen, plen, op = struct.unpack_from("!HHBBH", packet, 0)
+    if htype != 1 or ptype != ETH_P_IP or hlen != 6 or plen != 4:
+        return None
+    return Arp(t, op, packet[8:14].hex(":"), socket.inet_ntoa(packet[14:18]),
+               socket.inet_ntoa(packet[24:28]))
 
 
 def parse_ip(packet: bytes, t: float) -> Advert | None:
@@ -93,13 +123,15 @@ def parse_ip(packet: bytes, t: float) -> Advert | None:
     return Advert(t, src, dst, version, vrid, priority, advert_int, addresses, ttl)
 
 
-def parse_frame(frame: bytes, t: float) -> Advert | None:
-    """An Ethernet frame (optionally 802.1Q-tagged) -> Advert, or None."""
+def parse_frame(frame: bytes, t: float) -> Advert | Arp | None:
+    """An Ethernet frame (optionally 802.1Q-tagged) -> Advert or Arp, or None."""
     if len(frame) < 14:
         return None
     off, ethertype = 12, struct.unpack_from("!H", frame, 12)[0]
     if ethertype == ETH_P_8021Q and len(frame) >= 18:
         off, ethertype = 16, struct.unpack_from("!H", frame, 16)[0]
+    if ethertype == ETH_P_ARP:
+        return parse_arp(frame[off + 2:], t)
     if ethertype != ETH_P_IP:
         return None
     return parse_ip(frame[off + 2:], t)
@@ -138,6 +170,13 @@ def became_master(adverts: list[Advert], src: str, after: float,
     return None
 
 
+def announced(arps: list[Arp], ip: str, after: float, mac: str | None = None) -> float | None:
+    """The first gratuitous ARP for ``ip`` at or after ``after``, from ``mac`` if given
+    (None: none seen)."""
+    return min((a.t for a in arps if a.gratuitous and a.sender_ip == ip and a.t >= after
+                and (mac is None or a.sender_mac == mac)), default=None)
+
+
 def resignations(adverts: list[Advert], after: float = float("-inf"),
                  vrid: int | None = None) -> list[Advert]:
     """The priority-0 adverts at or after ``after``: a MASTER giving the VIP up."""
@@ -163,8 +202,9 @@ def _attach_filter(sock: socket.socket) -> None:
 
 
 class VrrpCapture:
-    """Listens to VRRP on ``iface`` inside the network namespace ``netns`` (None: this
-    host's own) while the ``with`` block lasts; ``adverts`` fills as they arrive.
+    """Listens to VRRP and ARP on ``iface`` inside the network namespace ``netns`` (None:
+    this host's own) while the ``with`` block lasts; ``adverts`` and ``arps`` fill as they
+    arrive.
 
         with VrrpCapture(*lab.provider.wire()) as cap:
             ...
@@ -174,6 +214,7 @@ class VrrpCapture:
     def __init__(self, netns: str | None, iface: str) -> None:
         self.netns, self.iface = netns, iface
         self.adverts: list[Advert] = []
+        self.arps: list[Arp] = []  # ARP too: when the new holder announced the VIP
         self.error: BaseException | None = None
         self._sockets = NetnsSockets(netns)
         self._sock: socket.socket | None = None
@@ -216,9 +257,11 @@ class VrrpCapture:
                 # again: keep what arrived from a port.
                 if addr[2] == socket.PACKET_OUTGOING:
                     continue
-                advert = parse_frame(frame, t)
-                if advert is not None:
-                    self.adverts.append(advert)
+                seen = parse_frame(frame, t)
+                if isinstance(seen, Advert):
+                    self.adverts.append(seen)
+                elif isinstance(seen, Arp):
+                    self.arps.append(seen)
         except BaseException as e:  # noqa: BLE001 - kept for check(), which raises it
             if not self._stop.is_set():
                 self.error = e

@@ -29,22 +29,13 @@ def _report(report_outage, label, v: Verdict, bound: Bound) -> None:
     report_outage(label, v.figures.outage_s, str(bound))
 
 
-# Verdicts known to fail on emulated VMs and not yet explained (issue 7, part 5): shown as
-# xfail with the whole verdict, never as a pass. keepalived's shutdown under TCG sends its
-# priority-0 advert late; a preemption loses a new connection's SYN at the switch-over.
-KNOWN_ON_VMS = {"keepalived_stop", "preempt_back"}
-
-
-def _holds(v: Verdict, lab=None, what: str = "") -> None:
+def _holds(v: Verdict) -> None:
     """Passed, or the test fails; inconclusive (the lab did not keep its own timers, as
     the wire measured) is reported as a skip with the measured cadence: neither a pass nor
     a false "too slow"."""
     __tracebackhide__ = True
     if v.status == "inconclusive":
         pytest.skip(str(v))
-    if (not v.passed and lab is not None and lab.provider.name == "vagrant"
-            and what in KNOWN_ON_VMS):
-        pytest.xfail(f"known on TCG VMs, open: {v}")
     assert v.passed, str(v)
 
 
@@ -78,7 +69,7 @@ def test_haproxy_return_preempts_vip_back(steady, lbs, report_outage):
     f = v.figures
     report_outage(f"haproxy back on {master} (preempt; {f.failed} failed probe(s))",
                   f.outage_s, str(timing.preempt_back(lab.topo)))
-    _holds(v, lab, "preempt_back")
+    _holds(v)
     assert f.served_via == lab.node(master).address
 
 
@@ -92,7 +83,7 @@ def test_keepalived_stop_fails_over_fast(steady, lbs, report_outage):
     v = failover.keepalived_stop(lab)
     _report(report_outage, f"keepalived SIGTERM on {master}", v,
             timing.keepalived_stop(lab.topo))
-    _holds(v, lab, "keepalived_stop")
+    _holds(v)
 
 
 @pytest.mark.disruptive

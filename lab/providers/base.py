@@ -25,11 +25,11 @@ class Provider(abc.ABC):
     # How long the lab may take to get back to steady state after a fault is undone: the
     # slowest undo is booting a crashed node.
     settle_s: ClassVar[float] = 30.0
-    # Exchanges in flight that a preempting return may cut: a connection made through the
-    # old holder dies when its next packets reach the new holder, which knows nothing of
-    # it (no connection sync between the LBs). The prober has one request in flight at a
-    # time, so it loses at most one; measured on both providers. New connections must
-    # never fail: that allowance is zero everywhere.
+    # Exchanges in flight that a preempting return may cut when the wire cannot be heard
+    # (with the wire, measure.handover_gap says exactly which probes were in flight when
+    # the VIP changed hands): a connection made through the old holder dies when its next
+    # packets reach the new holder, which knows nothing of it (no connection sync between
+    # the LBs). The prober has one request in flight at a time, so it loses at most one.
     preempt_cuts: ClassVar[int] = 1
 
     def __init__(self, topo: Topology, state: LabState) -> None:

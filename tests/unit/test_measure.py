@@ -341,3 +341,53 @@ def test_late_timers_make_a_timing_verdict_inconclusive_never_a_pass_or_too_slow
     # A broken promise that no timer explains stays failed.
     never = measure.measure(_tl("..xxxx"), 0.1)
     assert measure.judge(never, cadence=slow).status == "failed"
+
+
+# -- the handover gap of a preemption (keepalived: advert, then VIP, then gratuitous ARP) ---
+LB01_MAC = "52:54:00:de:f8:e8"
+
+
+def _garps(t: float, mac: str = LB01_MAC, ip: str = "192.168.0.203"):
+    from lab.wire import Arp
+
+    return [Arp(t + i * 0.001, 1, mac, ip, ip) for i in range(5)]
+
+
+def test_the_handover_gap_runs_from_the_new_masters_advert_to_its_gratuitous_arp():
+    # Recorded on the VM lab: lb02 advertising, lb01 back at +5.202, its ARP at +5.241;
+    # lb02's own delayed ARP burst (garp_master_delay) at +3.606 is not lb01's.
+    ads = _adverts("192.168.0.102", [0.29, 1.29, 2.29, 3.3, 4.3, 5.3]) + _adverts(
+        "192.168.0.101", [5.202, 6.244], prio=102)
+    arps = _garps(3.606, mac="52:54:00:f0:8a:be") + _garps(5.241)
+    gap = measure.handover_gap(ads, arps, src="192.168.0.101", mac=LB01_MAC,
+                               vip="192.168.0.203", after=0.0)
+    assert gap == pytest.approx((5.202, 5.241))
+    # No gratuitous ARP from the new MASTER: no gap, nothing is excused.
+    assert measure.handover_gap(ads, arps[:5], src="192.168.0.101", mac=LB01_MAC,
+                                vip="192.168.0.203", after=0.0) is None
+    # No advert from it after the fault: no gap either.
+    assert measure.handover_gap(ads, arps, src="192.168.0.101", mac=LB01_MAC,
+                                vip="192.168.0.203", after=5.5) is None
+
+
+def test_only_failures_in_flight_in_the_handover_gap_are_excused():
+    tl = _tl("." * 200)  # 10 s of good probes
+    lost_syn = Record(5.21, "api", False, 0.5, "timed out", stage="connect")
+    cut = Record(5.19, "api", False, 0.5, "handshake timed out", stage="exchange")
+    late = Record(5.30, "api", False, 0.5, "timed out", stage="connect")
+    tl.records += [lost_syn, cut]
+    gap = (5.202, 5.241)
+    f = measure.measure(tl, 0.0, excuse=gap)
+    assert (f.refused, f.cut, f.excused) == (0, 0, 2)
+    assert measure.judge(f, max_refused=0, max_cut=0).passed
+    assert "2 in the handover gap" in f.summary()
+    # The same failures with no gap seen on the wire fail a zero allowance.
+    assert measure.judge(measure.measure(tl, 0.0), max_refused=0, max_cut=0).status == "failed"
+    # A connection refused after the client was told the new MAC is not the protocol's cost.
+    tl.records.append(late)
+    f = measure.measure(tl, 0.0, excuse=gap)
+    assert (f.refused, f.excused) == (1, 2)
+    assert measure.judge(f, max_refused=0, max_cut=0).status == "failed"
+    # A bad answer (HTTP 5xx) is never excused, gap or not.
+    tl.records.append(Record(5.22, "api", False, 0.01, "HTTP 500", stage="answer"))
+    assert measure.measure(tl, 0.0, excuse=gap).bad_answers == 1

@@ -146,3 +146,20 @@ def test_bpf_filter_is_well_formed():
         if code & 0x07 == 0x05:  # BPF_JMP
             assert i + 1 + max(jt, jf) < len(prog)
     assert all(code == 0x06 for code, *_ in prog[-2:])
+
+
+def arp(sender_ip: str, target_ip: str, op: int = 1, mac: bytes = MAC1) -> bytes:
+    return struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac + socket.inet_aton(sender_ip) \
+        + b"\0" * 6 + socket.inet_aton(target_ip)
+
+
+def test_gratuitous_arp_is_read_and_told_from_a_request():
+    g = wire.parse_frame(ether(arp(VIP, VIP), ethertype=0x0806), 3.0)
+    assert g == wire.Arp(3.0, 1, "02:42:c0:a8:00:65", VIP, VIP) and g.gratuitous
+    q = wire.parse_frame(ether(arp(LB01, VIP), ethertype=0x0806), 3.0)
+    assert isinstance(q, wire.Arp) and not q.gratuitous
+    assert wire.parse_frame(ether(arp(VIP, VIP)[:20], ethertype=0x0806), 3.0) is None
+    tagged = wire.parse_frame(ether(arp(VIP, VIP, op=2), ethertype=0x0806, vlan=5), 1.0)
+    assert isinstance(tagged, wire.Arp) and tagged.op == 2
+    assert wire.announced([g, q], VIP, after=2.0) == 3.0
+    assert wire.announced([g], VIP, after=3.5) is None
