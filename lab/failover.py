@@ -7,6 +7,7 @@ each returns the verdict of lab.measure against the bound its config promises.
 from __future__ import annotations
 
 import signal
+import time
 
 from lab import experiment, faults, measure, observe, timing, wire
 from lab.lab import Lab
@@ -87,15 +88,37 @@ def preempt_back(lab: Lab) -> measure.Verdict:
     """HAProxy killed on the MASTER, then back: it takes the VIP back. No new connection
     may fail and no exchange may be cut, except those in flight in the handover gap the
     wire shows (measure.handover_gap: keepalived's own order of advert, VIP and ARP).
-    Without the wire, the provider's known cost of cut exchanges stands in."""
+    Without the wire, the provider's known cost of cut exchanges stands in.
+
+    The VIP must not come back before HAProxy listens: the guide's check (`killall -0
+    haproxy`) passes as soon as the process exists, and a slow start (a large config, a
+    loaded or emulated machine) then sends clients to an LB that refuses them."""
     master, backup = lab.topo.master_lb.name, lab.topo.best_backup_lb.name
     faults.kill(lab, master, names.HAPROXY_UNIT)
     observe.wait_vip(lab, [backup], timing.haproxy_crash(lab.topo).with_margin + WATCH_BEYOND_S)
     addr, mac = lab.node(master).address, observe.lab_mac(lab, master)
     bound = timing.preempt_back(lab.topo)
-    seen = watch(lab, f"haproxy back on {master}",
-                 lambda: faults.start(lab, master, names.HAPROXY_UNIT), master, bound)
+    listening: list[float] = []
+
+    def back() -> None:
+        faults.start(lab, master, names.HAPROXY_UNIT)
+        # When HAProxy on the returning LB accepts connections on its own address.
+        deadline = time.monotonic() + bound.with_margin + WATCH_BEYOND_S
+        while time.monotonic() < deadline:
+            if lab.prober.listening(addr, names.API_PORT, timeout=0.2):
+                listening.append(time.monotonic())
+                return
+            time.sleep(0.05)
+
+    seen = watch(lab, f"haproxy back on {master}", back, master, bound)
     gap = measure.handover_gap(seen.adverts, seen.arps, src=addr, mac=mac, vip=lab.vip,
                                after=seen.fault_at)
-    return verdict(lab, seen, master, bound, excuse=gap, max_refused=0,
-                   max_cut=lab.provider.preempt_cuts if seen.wire_error else 0)
+    v = verdict(lab, seen, master, bound, excuse=gap, max_refused=0,
+                max_cut=lab.provider.preempt_cuts if seen.wire_error else 0)
+    early = measure.served_before_ready(seen.timeline, master, seen.fault_at,
+                                        listening[0] if listening else None,
+                                        f"its HAProxy listened on :{names.API_PORT}")
+    if early:
+        v = measure.Verdict("failed", (early + ": keepalived's check passed on a HAProxy "
+                                       "that was not serving yet", *v.reasons), v.figures)
+    return v

@@ -134,6 +134,18 @@ def measure(tl: Timeline, fault_at: float, *, kind: str = "api", until: float | 
         unknown=unknown, coverage=tuple(_coverage(tl, kind, fault_at, end)), errors=errors)
 
 
+def served_before_ready(tl: Timeline, lb: str, since: float, ready: float | None,
+                        what: str) -> str | None:
+    """Did the VIP reach ``lb`` (alone) before ``lb`` was ready (``ready``: when, None:
+    never)? The reason to fail, or None when it did not (or the VIP never came)."""
+    took = tl.held_alone_from(lb, since)
+    if took is None or (ready is not None and ready <= took):
+        return None
+    if ready is None:
+        return f"the VIP came back to {lb} {took - since:.2f} s after the fault, and never {what}"
+    return f"the VIP came back to {lb} {ready - took:.2f} s before {what}"
+
+
 @dataclass(frozen=True)
 class Cadence:
     """How often the lab's VRRP MASTER actually advertised, against its ``advert_int``."""

@@ -173,6 +173,19 @@ class Prober:
             return Record(t0, kind, False, time.monotonic() - t0, f"{type(e).__name__}: {e}",
                           stage="exchange")
 
+    def listening(self, address: str, port: int, timeout: float | None = None) -> bool:
+        """Does ``address`` (a node's own, not the VIP) accept a TCP connection on
+        ``port``, from the client?"""
+        s = self.sockets.socket()
+        s.settimeout(self.timeout if timeout is None else timeout)
+        try:
+            s.connect((address, port))
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
     def with_timeout(self, timeout: float) -> Prober:
         """The same prober with another budget per probe (sharing its client sockets)."""
         other = copy.copy(self)

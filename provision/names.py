@@ -10,6 +10,7 @@ API_PROXY = "k8s-api-server"  # *:6443 -> the masters' API servers
 INGRESS_PROXY = "k8s-nginx-ingress"  # *:443 -> the masters' ingress (TLS passed through)
 HTTP_PROXY = "lets-encrypt-http-resolver"  # *:80 -> the masters' ingress (plain HTTP)
 PROXIES = (HTTP_PROXY, INGRESS_PROXY, API_PROXY)
+API_PORT = 6443  # the API proxy's frontend, on every LB's own address and the VIP
 
 # Debian's default admin socket (the guide dropped the line; observe reads `show stat` here).
 HAPROXY_STATS_SOCKET = "/run/haproxy/admin.sock"

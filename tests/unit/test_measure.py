@@ -391,3 +391,16 @@ def test_only_failures_in_flight_in_the_handover_gap_are_excused():
     # A bad answer (HTTP 5xx) is never excused, gap or not.
     tl.records.append(Record(5.22, "api", False, 0.01, "HTTP 500", stage="answer"))
     assert measure.measure(tl, 0.0, excuse=gap).bad_answers == 1
+
+
+def test_a_vip_back_before_haproxy_listens_is_named():
+    # Recorded on the VM lab under load: lb01's HAProxy took seconds to parse its config,
+    # keepalived's `killall -0 haproxy` passed meanwhile and the VIP came back at ~5.6 s.
+    tl = _tl("." * 200, holders={"lb01": "0" * 112 + "1" * 88, "lb02": "1" * 112 + "0" * 88})
+    why = measure.served_before_ready(tl, "lb01", 0.0, 9.0, "its HAProxy listened")
+    assert why == "the VIP came back to lb01 3.40 s before its HAProxy listened"
+    assert "never its HAProxy listened" in measure.served_before_ready(
+        tl, "lb01", 0.0, None, "its HAProxy listened")
+    # Listening first (the healthy order), or the VIP never came: nothing to say.
+    assert measure.served_before_ready(tl, "lb01", 0.0, 1.0, "x") is None
+    assert measure.served_before_ready(tl, "lb02", 6.0, None, "x") is None
