@@ -9,12 +9,15 @@ Each sabotage has an undo; everything it adds to a node is named ``halab-sabotag
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab import faults
 from lab.lab import Lab
 from provision import names
+from provision.roles import HAPROXY
 
 TABLE = "halab-sabotage"
 
@@ -117,6 +120,29 @@ def master_answers_500(master: str) -> Sabotage:
                     apply, undo)
 
 
+SLOW_DIR = "/var/lib/halab-sabotage"
+
+
+def slow_haproxy_start(lb: str, seconds: float = 10.0) -> Sabotage:
+    """HAProxy on ``lb`` takes ``seconds`` to listen after it is started (a huge config,
+    thousands of certificates, DNS resolution of servers at start-up): its process exists,
+    named haproxy, long before it accepts a connection, so the guide's check (`killall -0
+    haproxy`) passes early. The unit first runs a copy of sleep named haproxy."""
+    def apply(lab: Lab) -> None:
+        node = lab.node(lb)
+        node.check_output("mkdir -p %s && cp /bin/sleep %s/haproxy", SLOW_DIR, SLOW_DIR)
+        node.services.install(dataclasses.replace(HAPROXY, argv=(
+            "/bin/sh", "-c", f"{SLOW_DIR}/haproxy {seconds:g} && exec "
+            + " ".join(shlex.quote(a) for a in HAPROXY.argv))))
+
+    def undo(lab: Lab) -> None:
+        node = lab.node(lb)
+        node.services.install(HAPROXY)
+        node.run("rm -rf %s", SLOW_DIR)
+    return Sabotage(f"HAProxy on {lb} slow to start", "the VIP came back before HAProxy "
+                    "listened", apply, undo)
+
+
 def undo_all(lab: Lab) -> None:
     """Whatever a sabotage left on any node: its nft tables, HAProxy's health checks,
     configs that differ from the render. Crashed nodes and stopped daemons (sshd among
@@ -132,4 +158,6 @@ def undo_all(lab: Lab) -> None:
     for lb in lab.load_balancers:
         # One round trip: the stats socket takes commands separated by semicolons.
         lb.run("echo %s | nc -U -w 2 %s", enable, names.HAPROXY_STATS_SOCKET)
+    for lb in lab.load_balancers:
+        lb.run("rm -rf %s", SLOW_DIR)
     lab.provision()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lab import failover, faults, measure, observe, sabotage
+from lab import failover, faults, measure, observe, sabotage, timing
 from lab import steady as steady_state
 from lab.chaos import runner, scenario
 from lab.sabotage import Sabotage
@@ -99,6 +99,17 @@ def test_preempt_fails_when_the_returning_master_is_not_heard(steady, broken):
     v = failover.preempt_back(steady)
     assert v.status == "failed"
     _fails(v, "no good api probe", "refused", "cut", "exceeds the bound")
+
+
+def test_preempt_fails_when_the_vip_comes_back_before_haproxy_listens(steady, broken):
+    """The returning MASTER's HAProxy exists long before it listens: the guide's check passes,
+    the VIP comes back, and new connections are refused until HAProxy is ready."""
+    master, backup = _lbs(steady)
+    broken(sabotage.slow_haproxy_start(master, seconds=timing.preempt_back(
+        steady.topo).with_margin + 2))
+    v = failover.preempt_back(steady)
+    assert v.status == "failed"
+    _fails(v, f"the VIP came back to {master}")
 
 
 def test_a_dead_probe_thread_is_never_a_pass(steady, broken, monkeypatch):
