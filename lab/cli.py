@@ -385,7 +385,8 @@ def chaos(iterations: Annotated[int, typer.Option(help="scenarios to run")] = 5,
         lab.close()
     s = data.get("summary", {})
     out.print(f"chaos seed {seed}: {s.get('passed', 0)} passed, {s.get('failed', 0)} failed, "
-              f"{s.get('skipped', 0)} skipped; report: {report / 'report.html'}")
+              f"{s.get('skipped', 0)} skipped, {s.get('inconclusive', 0)} inconclusive; "
+              f"report: {report / 'report.html'}")
     if runner.failed(data):
         raise typer.Exit(1)
 

@@ -50,7 +50,7 @@ def under_fault(lab: Lab, label: str, inject: Action, *, to: str | None,
     probing ``after_s`` so that the client is seen served by the new holder."""
     prober = prober or lab.prober
     with contextlib.ExitStack() as stack:
-        capture, wire_error = _capture(lab, stack)
+        capture, wire_error = listen(lab, stack)
         tl = stack.enter_context(prober.continuous(watch=observe.VipWatch(lab)))
         time.sleep(3 * tl.interval)  # a few probes before the fault: what normal looks like
         t = tl.mark(label)
@@ -74,7 +74,7 @@ def under_fault(lab: Lab, label: str, inject: Action, *, to: str | None,
     return Observed(tl, t, adverts, arps, wire_error)
 
 
-def _capture(lab: Lab, stack: contextlib.ExitStack) -> tuple[VrrpCapture | None, str]:
+def listen(lab: Lab, stack: contextlib.ExitStack) -> tuple[VrrpCapture | None, str]:
     """VRRP adverts on the lab's switch beside the probes: the lab's own cadence. A lab
     whose switch cannot be listened to is judged without it (and says why)."""
     try:

@@ -117,8 +117,8 @@ NEEDS: tuple[Need, ...] = (
     # Essential packages (always there); listed so that the registry covers what runs.
     _need("sh", "dash", "every command on a node runs through /bin/sh", "netns", "guest"),
     _need("timeout", "coreutils", "bounded commands in tests; stat, sha256sum for testinfra",
-          "netns", "guest", also=("cat", "chmod", "cut", "date", "dirname", "ls",
-                                  "mkdir", "sleep", "sha256sum", "stat", "touch")),
+          "netns", "guest", also=("cat", "chmod", "cp", "cut", "date", "dirname", "ls",
+                                  "mkdir", "rm", "sleep", "sha256sum", "stat", "touch")),
     _need("grep", "grep", "reading qdiscs and daemon output on the nodes", "netns", "guest"),
     _need("sed", "sed", "the sabotage suite breaks a node's config in place", "netns",
           "guest"),

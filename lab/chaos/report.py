@@ -206,7 +206,7 @@ body { font-family: sans-serif; margin: 1.5em; color: #222; max-width: 1040px; }
 table { border-collapse: collapse; margin: .5em 0 1em; font-size: 13px; }
 td, th { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
 .passed { color: #1e7b3a; font-weight: bold; } .failed, .error, .running { color: #c0261b;
- font-weight: bold; } .skipped { color: #8a6d00; font-weight: bold; }
+ font-weight: bold; } .skipped, .inconclusive { color: #8a6d00; font-weight: bold; }
 .legend { font-size: 12px; color: #444; margin: 2px 0 10px; }
 .sw { display: inline-block; width: 12px; height: 10px; margin: 0 3px 0 10px; }
 section { border-top: 2px solid #ddd; margin-top: 1.2em; }
@@ -229,6 +229,7 @@ Reproduce: <code>halab chaos --iterations {{ j.iterations }} --seed {{ j.seed }}
 <h2>{{ r.index }}. {{ r.title }} <small>({{ r.scenario }})</small>
  <span class="{{ r.status }}">{{ r.status }}</span></h2>
 {% if r.skip_reason %}<p><b>skipped:</b> {{ r.skip_reason }}</p>{% endif %}
+{% for why in r.inconclusive or [] %}<p><b>inconclusive:</b> {{ why }}</p>{% endfor %}
 {% for p in r.problems %}<p class="failed">{{ p }}</p>{% endfor %}
 {{ r._svg }}
 <table><tr><th>steady state</th><th>before</th><th>after</th></tr>

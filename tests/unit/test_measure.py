@@ -404,3 +404,27 @@ def test_a_vip_back_before_haproxy_listens_is_named():
     # Listening first (the healthy order), or the VIP never came: nothing to say.
     assert measure.served_before_ready(tl, "lb01", 0.0, 1.0, "x") is None
     assert measure.served_before_ready(tl, "lb02", 6.0, None, "x") is None
+
+
+def test_chaos_on_a_lab_that_lost_its_timers_is_inconclusive_not_failed(default_topo):
+    sc = scenario.load_all(names=["lb-crash"])[0]
+    slow = measure.cadence(_adverts("192.168.0.101", [0, 1.9, 3.8, 5.7]), 1.0)
+    # An outage far beyond lb-crash's bound, the client served again before the rollbacks.
+    tl = _tl("...." + "x" * 200 + "." * 40, holders={"lb01": "1" * 4 + "0" * 240,
+                                                     "lb02": "0" * 204 + "1" * 40})
+    run = runner.Run(1, sc.name, sc.title)
+    runner.judge_outages(run, sc, default_topo, tl, 0.2, 12.0, tl.ended, lambda t: t, slow)
+    assert run.problems == [] and run.inconclusive
+    assert "exceeds the bound" in " ".join(run.inconclusive)
+    assert runner.outcome([], run.problems, run.inconclusive) == "inconclusive"
+    # The same outage on a lab that kept its timers fails.
+    kept = runner.Run(1, sc.name, sc.title)
+    runner.judge_outages(kept, sc, default_topo, tl, 0.2, 12.0, tl.ended, lambda t: t,
+                         measure.cadence(_adverts("192.168.0.101", [0, 1, 2, 3]), 1.0))
+    assert any("exceeds the bound" in p for p in kept.problems)
+    # A client never served again fails whatever the timers.
+    never = runner.Run(1, sc.name, sc.title)
+    dead = _tl("...." + "x" * 240, holders={"lb01": "1" * 4 + "0" * 240})
+    runner.judge_outages(never, sc, default_topo, dead, 0.2, 12.0, dead.ended, lambda t: t,
+                         slow)
+    assert never.problems and runner.outcome([], never.problems, never.inconclusive) == "failed"
