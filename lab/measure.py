@@ -219,7 +219,9 @@ def judge(fig: Figures, *, outage: Bound | None = None, move: Bound | None = Non
                 unknown.append(f"the VIP was never seen on {fig.moved_to} alone, and an LB "
                                f"could not be asked: {fig.unknown[0]}")
             else:
-                failed.append(f"the VIP was never seen on {fig.moved_to} alone")
+                # Watched for a span the config's bound sets: on a lab whose timers ran
+                # slow the move may only have come later, so this is a timing verdict.
+                late.append(f"the VIP was never seen on {fig.moved_to} alone")
         elif move is not None and fig.moved_s > move.with_margin:
             late.append(f"the VIP took {fig.moved_s:.2f} s to move to {fig.moved_to}, "
                         f"beyond the bound {move}")

@@ -428,3 +428,13 @@ def test_chaos_on_a_lab_that_lost_its_timers_is_inconclusive_not_failed(default_
     runner.judge_outages(never, sc, default_topo, dead, 0.2, 12.0, dead.ended, lambda t: t,
                          slow)
     assert never.problems and runner.outcome([], never.problems, never.inconclusive) == "failed"
+
+
+def test_a_vip_never_seen_moving_is_inconclusive_only_on_a_lab_that_lost_its_timers():
+    tl = _tl("." * 100, holders={"lb01": "1" * 100, "lb02": "0" * 100})
+    fig = measure.measure(tl, 0.1, to="lb02")
+    slow = measure.cadence(_adverts("192.168.0.101", [0, 1.9, 3.8, 5.7]), 1.0)
+    kept = measure.cadence(_adverts("192.168.0.101", [0, 1, 2, 3]), 1.0)
+    assert measure.judge(fig, cadence=kept).status == "failed"
+    assert measure.judge(fig).status == "failed"
+    assert measure.judge(fig, cadence=slow).status == "inconclusive"
