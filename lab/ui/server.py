@@ -324,6 +324,7 @@ class UiServer:
         self.lab_file, self.port, self.address = Path(lab_file), port, address
         self.provider, self.probe_interval = provider, probe_interval
         self._stop = threading.Event()
+        self._stopped = False
         self._threads: list[threading.Thread] = []
         self.httpd: UiHTTPServer | None = None
         self.live: Live | None = None
@@ -367,6 +368,9 @@ class UiServer:
         self._stop.set()
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop.set()
         if self.httpd is not None:
             self.httpd.shutdown()

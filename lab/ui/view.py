@@ -291,7 +291,10 @@ def events(prev: Mapping[str, Any] | None, cur: Mapping[str, Any], t: float,
         found.append(Event(t, wall, kind, text))
 
     pv, cv = prev["vip"], cur["vip"]
-    if pv["holder"] != cv["holder"]:
+    # The first answers after start-up are not changes of the lab.
+    first_vip = bool(pv["unknown"]) and set(pv["unknown"].values()) == {"not asked yet"}
+    first_status = prev["status"]["age"] is None
+    if pv["holder"] != cv["holder"] and not first_vip:
         if cv["holder"] == "unknown":
             why = "; ".join(f"{lb}: {w}" for lb, w in cv["unknown"].items())
             add("observe", f"VIP holder unknown ({why})")
@@ -299,7 +302,7 @@ def events(prev: Mapping[str, Any] | None, cur: Mapping[str, Any], t: float,
             add("vip", f"VIP on {cv['holder']}: split brain")
         else:
             add("vip", f"VIP {pv['holder']} → {cv['holder']}")
-    pnodes = {n["name"]: n for n in prev["nodes"]}
+    pnodes = {} if first_status else {n["name"]: n for n in prev["nodes"]}
     for n in cur["nodes"]:
         p = pnodes.get(n["name"])
         if p is None:

@@ -469,3 +469,9 @@ def test_the_page_template_ships_with_the_package():
 def test_an_error_while_the_ui_asks_is_a_halab_error():
     assert issubclass(server.PortInUse, HalabError) and issubclass(picture.PictureError,
                                                                    HalabError)
+
+
+def test_the_first_answers_after_start_up_are_not_events(topo):
+    before = view.build(snapshot(topo, status=None, status_at=None, status_took=None, vip={}))
+    after = view.build(snapshot(topo))
+    assert [e.kind for e in view.events(before, after, NOW, wall=0)] == []
