@@ -299,7 +299,8 @@ def events(prev: Mapping[str, Any] | None, cur: Mapping[str, Any], t: float,
             why = "; ".join(f"{lb}: {w}" for lb, w in cv["unknown"].items())
             add("observe", f"VIP holder unknown ({why})")
         elif cv["split_brain"]:
-            add("vip", f"VIP on {cv['holder']}: split brain")
+            # A handover can show both for a sample or two; a split brain is one that lasts.
+            add("vip", f"VIP on {cv['holder']} (both hold it)")
         else:
             add("vip", f"VIP {pv['holder']} → {cv['holder']}")
     pnodes = {} if first_status else {n["name"]: n for n in prev["nodes"]}
