@@ -475,3 +475,123 @@ def test_the_first_answers_after_start_up_are_not_events(topo):
     before = view.build(snapshot(topo, status=None, status_at=None, status_took=None, vip={}))
     after = view.build(snapshot(topo))
     assert [e.kind for e in view.events(before, after, NOW, wall=0)] == []
+
+
+# -- the actions: one job at a time, exercises through lab.exercises' API ------------------
+class FakeExercises:
+    """lab.exercises' API as the page calls it (being built on another branch)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def catalogue(self) -> list[dict]:
+        return [{"name": "equal-priorities", "title": "Equal VRRP priorities", "level": 1}]
+
+    def active(self, lab) -> dict | None:
+        return None
+
+    def start(self, lab, name):
+        self.calls.append(("start", name))
+        self.gate.wait(10)
+        return {"name": name, "title": "Equal VRRP priorities"}
+
+    def check(self, lab, name):
+        self.calls.append(("check", name))
+
+        class Result:
+            def as_dict(self) -> dict:
+                return {"ok": False, "problems": ["lb02 has priority 100 too"]}
+
+        return Result()
+
+    def hint(self, lab, name):
+        self.calls.append(("hint", name))
+        return {"hints": [{"number": 1, "text": "compare the priorities"}]}
+
+    def reset(self, lab) -> list[str]:
+        self.calls.append(("reset",))
+        return ["lb02: rewrote /etc/keepalived/keepalived.conf"]
+
+
+@pytest.fixture
+def acts(tmp_path, default_text, monkeypatch):
+    from lab.ui import actions
+
+    (tmp_path / "lab.yaml").write_text(default_text.replace("name: halab", "name: uiacts"))
+    fake = FakeExercises()
+    monkeypatch.setattr(actions, "_exercises", fake)
+    done: list = []
+    a = actions.Actions(tmp_path / "lab.yaml", None, lambda job, touched: done.append(
+        (job.label, job.state, touched)))
+    a.fake, a.finished = fake, done  # type: ignore[attr-defined]
+    yield a
+    fake.gate.set()
+    a.close()
+
+
+def _finish(acts, timeout: float = 10) -> None:
+    import time
+
+    t0 = time.monotonic()
+    while acts.job.state == "running":
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.01)
+
+
+def test_an_exercise_check_through_the_api_and_its_result(acts):
+    acts.exercise("check", "equal-priorities")
+    _finish(acts)
+    assert acts.job.state == "done" and acts.job.message == "not solved yet"
+    assert acts.exercise_result == {"op": "check", "name": "equal-priorities",
+                                    "data": {"ok": False,
+                                             "problems": ["lb02 has priority 100 too"]}}
+    acts.exercise("reset", None)
+    _finish(acts)
+    assert acts.fake.calls[-1] == ("reset",)
+    assert acts.finished[-1] == ("exercise reset", "done", None)  # every node looked at afresh
+
+
+def test_one_job_at_a_time(acts):
+    from lab.ui.actions import Busy
+
+    acts.fake.gate.clear()
+    acts.exercise("start", "equal-priorities")
+    with pytest.raises(Busy, match="busy with “exercise start equal-priorities”"):
+        acts.exercise("hint", "equal-priorities")
+    acts.fake.gate.set()
+    _finish(acts)
+    with pytest.raises(HalabError, match="choose an exercise"):
+        acts.exercise("hint", None)
+
+
+def test_a_fault_that_fails_is_a_failed_job_with_its_reason(acts, topo):
+    kill = next(a for a in view.fault_actions(topo, faults.CATALOGUE.values(), "netns",
+                                              DAEMONS) if a.label == "kill haproxy on lb01")
+    acts.fault(kill)
+    _finish(acts)
+    assert acts.job.state == "failed" and acts.job.message  # the lab is not up
+    assert kill.id not in acts.active
+    assert acts.finished[-1][2] == ["lb01"]  # the status rounds look at lb01 afresh
+
+
+def test_without_lab_exercises_the_panel_says_so(monkeypatch, topo):
+    from lab.ui import actions
+
+    monkeypatch.setattr(actions, "_exercises", None)
+    hub = server.Hub(FakeLive(topo), FakeActions())  # type: ignore[arg-type]
+    hub.publish()
+    assert hub.state["exercise"] == {"available": False, "why": "no exercises in this build"}
+    assert json.loads(hub.static_json)["exercises"]["available"] is False
+
+
+def test_with_lab_exercises_the_panel_lists_them(monkeypatch, topo):
+    from lab.ui import actions
+
+    monkeypatch.setattr(actions, "_exercises", FakeExercises())
+    hub = server.Hub(FakeLive(topo), FakeActions())  # type: ignore[arg-type]
+    hub.publish()
+    static = json.loads(hub.static_json)["exercises"]
+    assert static["available"] and static["catalogue"][0]["name"] == "equal-priorities"
+    assert hub.state["exercise"]["available"] and hub.state["exercise"]["active"] is None
