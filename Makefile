@@ -11,7 +11,7 @@ VM_TESTS ?= tests/unit tests/test_failover.py tests/test_apiserver.py
 HALAB  := $(VENV)/bin/halab
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup setup-vagrant box lab-up lab-down lab-status demo test test-unit lint clean help
+.PHONY: setup setup-tests setup-vagrant box lab-up lab-down lab-status demo test test-unit lint clean help
 
 help:
 	@echo "make demo        lab up, kill HAProxy on lb01, watch the VIP move (does all set-up)"
@@ -31,6 +31,10 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $@
+
+# What only the suite needs (the web page test's headless Chromium): not part of `make setup`.
+setup-tests: setup
+	@scripts/setup-debian.sh tests
 
 # The VM provider: Debian's vagrant, vagrant-libvirt, libvirt and qemu, and the Python side.
 setup-vagrant: $(VENV)/.installed
@@ -56,7 +60,7 @@ lab-status: $(VENV)/.installed
 demo: setup
 	$(HALAB) demo -f $(LAB)
 
-test: $(if $(filter vagrant,$(PROVIDER)),box,setup)
+test: $(if $(filter vagrant,$(PROVIDER)),box,setup-tests)
 	$(PYTEST) --lab-file $(LAB) --lab-provider $(PROVIDER) $(PYTEST_ARGS) \
 	    $(if $(filter vagrant,$(PROVIDER)),$(VM_TESTS))
 

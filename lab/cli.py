@@ -391,6 +391,37 @@ def chaos(iterations: Annotated[int, typer.Option(help="scenarios to run")] = 5,
         raise typer.Exit(1)
 
 
+@app.command()
+def ui(file: LabFile = Path("lab.yaml"),
+       port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                         help="the port (0: any free one)")] = 8080,
+       address: Annotated[str, typer.Option(
+           "--address", help="127.0.0.1, and nothing else: the page can break the lab")]
+       = "127.0.0.1") -> None:
+    """The classroom web page: the lab live (VIP holder, LBs, backends, the client's probes),
+    buttons for every fault and its undo, the exercises. Served on 127.0.0.1 only."""
+    from lab.ui import server
+
+    server.check_address(address)  # before anything else is asked
+    lab = _open(file)
+    try:
+        lab.require_up()
+    finally:
+        lab.close()
+    import signal
+
+    with server.UiServer(file, port=port, address=address) as page:
+        # SIGTERM (a service manager, `kill PID`) stops it as cleanly as Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: page.request_stop())
+        out.print(f"halab ui: {page.url} (lab '{lab.topo.name}'); Ctrl-C stops it",
+                  highlight=False)
+        try:
+            page.wait()
+        except KeyboardInterrupt:
+            pass
+    out.print("halab ui: stopped")
+
+
 def main() -> None:
     try:
         app(standalone_mode=True)

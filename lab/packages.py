@@ -14,6 +14,8 @@ Scopes (where a command runs, and for what):
                machine's own binaries (their /etc and /var are overlays of this machine's)
     vagrant    the VM lab's host side: vagrant, libvirt, qemu, the box build, libvirt-python
     guest      inside a VM node: baked into the box by box/build.sh
+    tests      what only the test suite runs on this machine (`make test` installs it,
+               `make setup` does not): the headless browser of the web page's test
     ci         what `.ci/run` needs on the CI machine to build a pristine Debian root
 
 Not here: what the kubeadm control plane installs inside its VMs (containerd, kubeadm,
@@ -31,7 +33,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-SCOPES = ("netns", "vagrant", "guest", "ci")
+SCOPES = ("netns", "vagrant", "guest", "tests", "ci")
 # What `halab up --provider P` and `halab doctor --provider P` check.
 PROVIDERS = ("netns", "vagrant")
 
@@ -122,6 +124,12 @@ NEEDS: tuple[Need, ...] = (
     _need("grep", "grep", "reading qdiscs and daemon output on the nodes", "netns", "guest"),
     _need("sed", "sed", "the sabotage suite breaks a node's config in place", "netns",
           "guest"),
+    # -- `halab ui`, the classroom web page ---------------------------------------------------
+    _need("dot", "graphviz", "the topology picture on `halab ui`'s page", "netns", "vagrant"),
+    _need("chromium", "chromium", "the web page's test: a real, headless browser",
+          "tests"),
+    _need("chromedriver", "chromium-driver", "the web page's test: selenium drives Chromium",
+          "tests"),
     # -- the VM lab's host --------------------------------------------------------------------
     _need("vagrant", "vagrant", "the VM lab's lifecycle", "vagrant"),
     _need("/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json", "vagrant-libvirt",
@@ -208,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python3 -m lab.packages",
         description="The Debian packages halab needs, from its registry (lab/packages.py).")
     ap.add_argument("--provider", "--scope", dest="scopes", action="append", choices=SCOPES,
-                    help="netns (default), vagrant, guest (inside VMs) or ci; repeatable")
+                    help="netns (default), vagrant, guest (inside VMs), tests or ci; "
+                    "repeatable")
     ap.add_argument("--missing", action="store_true",
                     help="only the packages dpkg does not have installed")
     ap.add_argument("--commands", action="store_true",

@@ -3,6 +3,7 @@
 # Usage: scripts/setup-debian.sh [SCOPE...]   (as root; default netns)
 #   netns    the embedded lab (make setup)
 #   vagrant  the VM lab's host: vagrant, libvirt, qemu, the box build (make setup-vagrant)
+#   tests    what only the test suite needs: the web page test's browser (make test)
 #   ci       what .ci/run needs to build a pristine Debian root (debootstrap, git)
 # The packages come from the one registry, lab/packages.py (`python3 -m lab.packages
 # --commands --provider netns` shows which command needs which package, and why).
