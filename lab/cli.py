@@ -390,6 +390,16 @@ def chaos(iterations: Annotated[int, typer.Option(help="scenarios to run")] = 5,
         raise typer.Exit(1)
 
 
+# -- exercises (lab/exercises/cli.py) -------------------------------------------------------
+def _mount_exercises() -> None:
+    from lab.exercises.cli import app as exercise_app
+
+    app.add_typer(exercise_app, name="exercise")
+
+
+_mount_exercises()
+
+
 def main() -> None:
     try:
         app(standalone_mode=True)
