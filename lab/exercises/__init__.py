@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 
 from lab import faults, observe, steady, timing
 from lab.errors import HalabError, LabStateError
-from lab.exercises import check as checks
+from lab.exercises import checks
 from lab.exercises import progress as record
 from lab.exercises.catalogue import CATALOGUE, exercise
-from lab.exercises.check import CheckResult
+from lab.exercises.checks import CheckResult
 from lab.exercises.exercise import (
     Exercise,
     ExerciseActive,
@@ -116,7 +116,7 @@ def start(lab: Lab, name: str | None = None, *, random: bool = False,
 
 
 def check(lab: Lab, name: str | None = None, note: Note = _quiet) -> CheckResult:
-    """The lab's verdicts (lab.exercises.check), and the active exercise solved when they
+    """The lab's verdicts (lab.exercises.checks), and the active exercise solved when they
     all pass. ``name``: the exercise to check; by default the active one, or none (a plain
     health and failover check)."""
     ex = exercise(name) if name is not None else None
