@@ -94,7 +94,9 @@ NEEDS: tuple[Need, ...] = (
     _need("ping", "iputils-ping", "the link and partition fault tests", "netns", "guest"),
     _need("killall", "psmisc", "keepalived's check script `killall -0 haproxy` (the guide's)",
           "netns", "guest"),
-    _need("pgrep", "procps", "waiting for a daemon's last process to exit", "netns", "guest"),
+    _need("pgrep", "procps", "waiting for a daemon's last process to exit; the rogue-router "
+          "exercise's keepalived stopped by name inside its node", "netns", "guest",
+          also=("pkill",)),
     _need("ps", "procps", "testinfra's process checks", "netns", "guest"),
     # -- SSH: Fabric and testinfra reach every node the same way -----------------------------
     _need("/usr/sbin/sshd", "openssh-server", "sshd in every node", "netns", "guest"),
@@ -118,7 +120,7 @@ NEEDS: tuple[Need, ...] = (
     _need("sh", "dash", "every command on a node runs through /bin/sh", "netns", "guest"),
     _need("timeout", "coreutils", "bounded commands in tests; stat, sha256sum for testinfra",
           "netns", "guest", also=("cat", "chmod", "cut", "date", "dirname", "ls",
-                                  "mkdir", "sleep", "sha256sum", "stat", "touch")),
+                                  "mkdir", "rm", "sleep", "sha256sum", "stat", "touch")),
     _need("grep", "grep", "reading qdiscs and daemon output on the nodes", "netns", "guest"),
     _need("sed", "sed", "the sabotage suite breaks a node's config in place", "netns",
           "guest"),

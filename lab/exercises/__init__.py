@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass
 
 from lab import faults, observe, steady, timing
 from lab.errors import HalabError, LabStateError
-from lab.exercises import checks
-from lab.exercises import progress as record
+from lab.exercises import checks, record
 from lab.exercises.catalogue import CATALOGUE, exercise
 from lab.exercises.checks import CheckResult
 from lab.exercises.exercise import (

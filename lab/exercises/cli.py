@@ -44,6 +44,14 @@ def _note(quiet: bool):  # noqa: ANN202 - a context manager and its update funct
     return status, lambda msg: status.update(msg)
 
 
+def _close(lab: Lab) -> None:
+    # The prober exists once something probed; closing it must not make one (its CA is
+    # read at creation, and a lab that is not up has none).
+    if "prober" in vars(lab):
+        lab.prober.close()
+    lab.close()
+
+
 @app.command(name="list")
 def list_(file: LabFile = Path("lab.yaml"), as_json: JsonOpt = False) -> None:
     """Every exercise, and this lab's progress on them when its lab file is there."""
@@ -140,8 +148,7 @@ def check(name: NameArg = None, file: LabFile = Path("lab.yaml"),
         with ctx:
             result = exercises.check(lab, name, note)
     finally:
-        lab.prober.close()
-        lab.close()
+        _close(lab)
     if as_json:
         _json(result.as_dict())
     else:
@@ -172,8 +179,7 @@ def reset(file: LabFile = Path("lab.yaml"), as_json: JsonOpt = False) -> None:
         with ctx:
             done = exercises.reset(lab, note)
     finally:
-        lab.prober.close()
-        lab.close()
+        _close(lab)
     if as_json:
         _json({"done": done})
         return

@@ -271,7 +271,6 @@ WRONG_UNICAST_PEER = Exercise(
 # -- a rogue router with the same virtual_router_id ------------------------------------------
 # Where the forgotten keepalived runs: Debian's default paths, as `keepalived` alone uses.
 ROGUE_CONF = "/etc/keepalived/keepalived.conf"
-ROGUE_PIDFILE = "/run/keepalived.pid"
 ROGUE_PRIORITY = 150
 
 
@@ -320,8 +319,7 @@ def _rogue_break(lab: Lab) -> None:
     # script of the old load balancer would have started it.
     n.check_output("keepalived")
     until(f"the forgotten keepalived on {host} to run",
-          lambda: n.run("test -s %s && kill -0 $(cat %s)", ROGUE_PIDFILE, ROGUE_PIDFILE).ok,
-          timeout=10, interval=0.1)
+          lambda: n.run("pgrep -x keepalived").ok, timeout=10, interval=0.1)
 
 
 def _rogue_fix(lab: Lab) -> None:
