@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lab import exercises
@@ -114,7 +115,7 @@ def start(name: NameArg = None,
                   "(`halab status`, `halab ssh NODE`), repair it on the nodes, then run "
                   "`halab exercise check`. `halab exercise hint` helps, one hint at a time.")
         return
-    out.print(f"[bold]{ex.title}[/] ({ex.name}, {ex.level})\n{ex.summary}\n\n"
+    out.print(f"[bold]{escape(ex.title)}[/] ({ex.name}, {ex.level})\n{escape(ex.summary)}\n\n"
               f"Repair it on the nodes, then `halab exercise check`. Hints: `halab exercise "
               f"hint`; the page: {ex.doc}; give up: `halab exercise reset`.")
 
@@ -153,15 +154,15 @@ def check(name: NameArg = None, file: LabFile = Path("lab.yaml"),
         _json(result.as_dict())
     else:
         for p in result.passed:
-            out.print(f"[green]ok[/]    {p}")
+            out.print(f"[green]ok[/]    {escape(p)}")
         for p in result.problems:
-            out.print(f"[red]wrong[/] {p}")
-        what = (f"exercise '{result.exercise}'" if result.exercise else "the exercise"
-                if exercises.active(lab) or result.solved else "the lab")
+            out.print(f"[red]wrong[/] {escape(p)}")
         took = f"(checked in {time.monotonic() - t0:.0f} s)"
         if result.ok:
-            out.print(f"[bold green]PASSED[/]: {what} is healthy and fails over within its "
-                      f"bound{'; solved!' if result.solved else ''} {took}")
+            solved = (f"exercise '{result.exercise}' solved: " if result.exercise else
+                      "the exercise is solved: ") if result.solved else ""
+            out.print(f"[bold green]PASSED[/]: {solved}the lab is healthy and fails over "
+                      f"within its bound {took}")
         else:
             out.print(f"[bold red]NOT YET[/]: {len(result.problems)} thing(s) still wrong "
                       f"{took}")
