@@ -4,7 +4,7 @@ restarted, as a learner would) is applied, `check` passes, and the lab is steady
 
 `check` judges through the same path as the failover tests (lab.steady, lab.failover,
 lab.measure): a broken lab must fail it, a repaired one pass it within the bound the
-configuration promises. The unit tests (tests/unit/test_exercises.py) hold the catalogue,
+configuration promises. The unit tests (tests/unit/test_exercise_catalogue.py) hold the catalogue,
 the pages and the CLI's errors.
 """
 
