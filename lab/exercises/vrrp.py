@@ -106,7 +106,7 @@ NO_TRACK_SCRIPT = Exercise(
         "A `vrrp_script` counts only where a `track_script { chk_haproxy }` block inside the "
         "`vrrp_instance` names it. With `weight 2`, the tracked check adds 2 to the priority "
         "of each LB whose HAProxy runs: lb01 102, lb02 101; lb01 without HAProxy 100.",
-        "Add `track_script {\\n    chk_haproxy\\n  }` inside `vrrp_instance VI_1` on both LBs "
+        "Add a `track_script { chk_haproxy }` block inside `vrrp_instance VI_1` on both LBs "
         "and restart keepalived on each (`halab fault restart lbNN -p service=keepalived`). "
         "Both, because the backup's bonus is what lifts it above a master that lost its own.",
     ),
