@@ -422,6 +422,16 @@ def ui(file: LabFile = Path("lab.yaml"),
     out.print("halab ui: stopped")
 
 
+# -- exercises (lab/exercises/cli.py) -------------------------------------------------------
+def _mount_exercises() -> None:
+    from lab.exercises.cli import app as exercise_app
+
+    app.add_typer(exercise_app, name="exercise")
+
+
+_mount_exercises()
+
+
 def main() -> None:
     try:
         app(standalone_mode=True)

@@ -57,6 +57,10 @@ class Backend:
     proxy: str
     server: str
     status: str  # UP, DOWN, MAINT, "UP 1/2", ...
+    # The last health check's result (L4OK, L4TOUT, INI: not checked yet, ...) and its
+    # description: a server starts UP before its first check has run.
+    check: str = ""
+    check_desc: str = ""
 
     @property
     def up(self) -> bool:
@@ -68,7 +72,8 @@ def backends(lab: Lab, lb: str) -> list[Backend]:
     out = lab.node(lb).check_output("echo 'show stat' | nc -U -w 2 %s",
                                     names.HAPROXY_STATS_SOCKET)
     rows = csv.DictReader(io.StringIO(out.lstrip("# ")))
-    return [Backend(r["pxname"], r["svname"], r["status"]) for r in rows
+    return [Backend(r["pxname"], r["svname"], r["status"], r.get("check_status") or "",
+                    r.get("check_desc") or "") for r in rows
             if r.get("svname") not in ("FRONTEND", "BACKEND")]
 
 

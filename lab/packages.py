@@ -96,7 +96,9 @@ NEEDS: tuple[Need, ...] = (
     _need("ping", "iputils-ping", "the link and partition fault tests", "netns", "guest"),
     _need("killall", "psmisc", "keepalived's check script `killall -0 haproxy` (the guide's)",
           "netns", "guest"),
-    _need("pgrep", "procps", "waiting for a daemon's last process to exit", "netns", "guest"),
+    _need("pgrep", "procps", "waiting for a daemon's last process to exit; the rogue-router "
+          "exercise's keepalived stopped by name inside its node", "netns", "guest",
+          also=("pkill",)),
     _need("ps", "procps", "testinfra's process checks", "netns", "guest"),
     # -- SSH: Fabric and testinfra reach every node the same way -----------------------------
     _need("/usr/sbin/sshd", "openssh-server", "sshd in every node", "netns", "guest"),

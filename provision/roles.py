@@ -62,8 +62,9 @@ class Change:
 
 def loadbalancer(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
     return [
+        # Not `-q`: it silences HAProxy's ALERTs too, which are what a failure must show.
         Service(HAPROXY, [File(render.HAPROXY_CFG, render.haproxy_cfg(topo))],
-                f"haproxy -c -q -f {render.HAPROXY_CFG}"),
+                f"haproxy -c -f {render.HAPROXY_CFG}"),
         Service(KEEPALIVED, [File(render.KEEPALIVED_CONF,
                                   render.keepalived_conf(topo, node.spec))],
                 f"keepalived -t -f {render.KEEPALIVED_CONF}"),

@@ -85,7 +85,7 @@ def test_first_provision_writes_validates_and_starts(default_topo, pki):
     node, t, s = _node(default_topo, "lb01")
     change = apply(default_topo, node, pki)
     assert set(t.files) == {"/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"}
-    assert "haproxy -c -q -f /etc/haproxy/haproxy.cfg" in t.commands  # before it starts
+    assert "haproxy -c -f /etc/haproxy/haproxy.cfg" in t.commands  # before it starts
     assert "keepalived -t -f /etc/keepalived/keepalived.conf" in t.commands
     assert s.log == ["start haproxy", "start keepalived"] and change.started
 
