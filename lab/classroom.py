@@ -165,14 +165,15 @@ def _close(lab: Lab) -> None:
 
 
 def exercise_of(lab: Lab) -> Any:
-    """What lab.exercises says the learner is working on, or None where halab has no
-    exercises. Only the module's absence is silent: a failure inside it is reported."""
-    import importlib.util
-
-    if importlib.util.find_spec("lab.exercises") is None:
-        return None
-    from lab import exercises  # type: ignore[attr-defined]
-
+    """What lab.exercises says the learner is working on (made JSON-able), or None where
+    this halab has no exercises. Only the module's absence is silent: an error inside it
+    reaches the caller, who reports it as unknown."""
+    try:
+        import lab.exercises as exercises  # another part of halab; absent in some versions
+    except ModuleNotFoundError as e:
+        if e.name == "lab.exercises":
+            return None
+        raise  # present, but it imports something missing: a real error
     active = getattr(exercises, "active", None)
     if active is None:
         return None
@@ -251,8 +252,9 @@ class Classroom:
         if recorded.get("phase") in ("creating", "up") and self.present():
             raise LabStateError(
                 f"a class of {len(recorded.get('learners', []))} learners is already up "
-                f"from {self.base_file.name}; `halab class status` shows it, `halab class "
-                "down` removes it (then `halab class up` again).")
+                f"from {recorded.get('base', self.base_file)} (one class per folder); `halab "
+                "class status` shows it, `halab class down` removes it (then `halab class "
+                "up` again).")
         others = self.present(names)
         if others:
             shown = ", ".join(sorted(others)[:5]) + ("..." if len(others) > 5 else "")
