@@ -158,7 +158,7 @@ class Cancelled(HalabError):
     """The class bring-up was interrupted: this learner's lab stops where it is."""
 
 
-def _close(lab: Lab) -> None:
+def close_lab(lab: Lab) -> None:
     if "prober" in lab.__dict__:  # made only if a probe ran
         lab.prober.close()
     lab.close()
@@ -318,14 +318,14 @@ class Classroom:
                     raise type(e)(f"{e}; still wrong: {'; '.join(last) or 'nothing'}") from None
                 return Outcome(name, True, time.monotonic() - t0)
             except BaseException as e:  # noqa: BLE001 - reported, and the lab cleaned
-                _close(lab)
+                close_lab(lab)
                 try:
                     lab.provider.down()
                 except HalabError:
                     pass
                 return Outcome(name, False, time.monotonic() - t0, str(e) or type(e).__name__)
             finally:
-                _close(lab)
+                close_lab(lab)
 
         results: dict[str, Outcome] = {}
         t0 = time.monotonic()
@@ -394,7 +394,7 @@ class Classroom:
             s.error = "; ".join(errors) or None
             return s
         finally:
-            _close(lab)
+            close_lab(lab)
 
     def status(self, parallel: int = DEFAULT_PARALLEL) -> ClassStatus:
         self.require_up()
