@@ -484,6 +484,34 @@ def class_down(file: LabFile = Path("lab.yaml")) -> None:
               if names else "class down: no class here (nothing to remove)", highlight=False)
 
 
+@class_app.command("bench")
+def class_bench(n: Annotated[int, typer.Argument(help="how many learners (1-999)")],
+                file: LabFile = Path("lab.yaml"),
+                parallel: ParallelOpt = classroom.DEFAULT_PARALLEL,
+                idle: Annotated[float, typer.Option(help="seconds to watch the idle class")]
+                = 180.0,
+                keep: Annotated[bool, typer.Option(help="leave the class up afterwards")]
+                = False,
+                out_file: Annotated[Path | None, typer.Option(
+                    "--out", help="write the figures as JSON here")] = None) -> None:
+    """Measure a class: bring N labs up, watch them idle (memory, CPU, VRRP transitions,
+    every VIP serving), fail one learner over with the whole class around it, take it down.
+    Exit 1 when any lab failed to come up, moved or stopped serving, or the failover failed."""
+    from lab import classbench
+
+    room = classroom.Classroom(file)
+    result = classbench.bench(room, n, parallel, idle, keep,
+                              note=lambda m: out.log(m, highlight=False))
+    data = result.as_dict()
+    if out_file is not None:
+        out_file.write_text(json.dumps(data, indent=2) + "\n")
+    _plain([["figure", "value"], *[[k, json.dumps(v) if isinstance(v, dict | list) else str(v)]
+                                   for k, v in data.items()]])
+    if (result.failed or result.vip_not_on_master or result.not_serving or result.transitions
+            or not result.failover_passed or result.labs_up < n):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app(standalone_mode=True)
