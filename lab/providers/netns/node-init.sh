@@ -17,11 +17,11 @@ hostname "$node"
 # A disk kept under /root (a checkout in root's home) cannot be an upper layer over /root
 # (overlayfs refuses overlapping layers): such nodes share the host's /root, as before.
 homes=root
-case "$disk" in /root/*) homes= ;; esac
+[ "${disk#/root/}" = "$disk" ] || homes=
 if [ -n "$homes" ] && [ ! -e "$disk/root/upper/.bashrc" ]; then
     mkdir -p "$disk/root/upper"
-    cp /usr/share/base-files/dot.bashrc "$disk/root/upper/.bashrc"
-    cp /usr/share/base-files/dot.profile "$disk/root/upper/.profile"
+    cat /usr/share/base-files/dot.bashrc > "$disk/root/upper/.bashrc"
+    cat /usr/share/base-files/dot.profile > "$disk/root/upper/.profile"
 fi
 for d in etc var $homes; do
     mkdir -p "$disk/$d/upper" "$disk/$d/work"
