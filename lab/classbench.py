@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.lab import Lab
+from lab.system import mem_available_kb
 
 STATE_LINE = re.compile(r"Entering (MASTER|BACKUP|FAULT) STATE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -70,13 +71,6 @@ def cpu_ticks(pid: int) -> int:
     except OSError:
         return 0
     return sum(int(fields[i]) for i in (11, 12, 13, 14))
-
-
-def mem_available_kb() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1])
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
 def machine_busy() -> tuple[int, int]:

@@ -43,6 +43,11 @@ RECORD = "class.json"
 # A lab name is at most 12 characters (lab.topology.Topology.name): the stem leaves room
 # for three digits.
 STEM_PATTERN = re.compile(r"^[a-z]{1,9}$")
+# What one idle lab of the default topology costs the machine, measured with a class of 20
+# (`halab class bench`): ~30 MB PSS of its processes plus what the kernel keeps for its
+# namespaces, bridge and sockets (MemAvailable fell by 35-53 MB per lab). Rounded up: the
+# class is refused when it would not fit, rather than met by the OOM killer.
+MEMORY_PER_LAB_MB = 64
 # Bring-up is mostly waiting (sshd, HAProxy's rise checks, VRRP's first adverts: ~6 s of
 # which ~0.8 s is CPU on this kind of machine), so more labs than cores come up at once.
 DEFAULT_PARALLEL = 8
@@ -246,6 +251,15 @@ class Classroom:
                 f"{self.base_file.name} says `provider: {self.base.provider}`; a class is "
                 "made of embedded labs (namespaces on this machine; a hundred VMs would not "
                 "fit). Use a lab file with `provider: netns` (the default).")
+        from lab.system import mem_available_kb
+
+        free_mb = mem_available_kb() // 1024
+        if len(names) * MEMORY_PER_LAB_MB > free_mb:
+            raise PrerequisiteError(
+                f"a class of {len(names)} labs needs about {len(names) * MEMORY_PER_LAB_MB} MB "
+                f"({MEMORY_PER_LAB_MB} MB per idle lab, measured) and this machine has "
+                f"{free_mb} MB available: ask for at most {free_mb // MEMORY_PER_LAB_MB} "
+                "learners, or free memory first.")
         # Root, the Debian packages, the control plane: the first learner stands for all.
         Lab(learner_topology(self.base, names[0]), self.dir, "netns").provider.check()
         recorded = self.read()

@@ -76,3 +76,12 @@ def raise_sysctls(wanted: dict[str, int]) -> list[tuple[str, int, int]]:
                 f"hand (`sysctl -w {name}={value}`) and run the command again") from None
         raised.append((name, old, value))
     return raised
+
+
+def mem_available_kb() -> int:
+    """What the kernel says it could give to new work without swapping."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    raise PrerequisiteError("this kernel's /proc/meminfo has no MemAvailable (Linux < 3.14)")

@@ -106,6 +106,18 @@ def test_the_arp_table_is_sized_for_the_class(default_topo, tmp_path):
     assert soft > 1024, "100 labs outgrow the kernel's default hard limit"
 
 
+def test_a_class_that_would_not_fit_in_memory_is_refused(tmp_path, default_text,
+                                                         monkeypatch):
+    from lab import system
+    from lab.errors import PrerequisiteError
+
+    (tmp_path / "lab.yaml").write_text(default_text)
+    monkeypatch.setattr(system, "mem_available_kb", lambda: 1000 * 1024)
+    with pytest.raises(PrerequisiteError, match="at most 15 learners"):
+        Classroom(tmp_path / "lab.yaml").check(learner_names(100))
+    assert not (tmp_path / ".halab").exists()
+
+
 # -- the bring-up, with fake labs ----------------------------------------------------------
 @dataclass
 class FakeProvider:
