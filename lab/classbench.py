@@ -148,10 +148,11 @@ def bench(room: Any, n: int, parallel: int, idle_s: float, keep: bool,
     try:
         if not names:
             return r
-        labs = {name: room.lab(name) for name in names}
-        with ThreadPoolExecutor(classroom.DEFAULT_PARALLEL) as pool:
-            marks = dict(zip(names, pool.map(lambda m: vrrp_marks(labs[m]), names),
-                             strict=True))
+        marks = {}
+        for name in names:
+            lab = room.lab(name)
+            marks[name] = vrrp_marks(lab)  # the log files' sizes: no connection made
+            classroom.close_lab(lab)
         procs0 = processes_by_lab(names)
         ticks0 = {p: cpu_ticks(p) for ps in procs0.values() for p in ps}
         busy0, all0 = machine_busy()
@@ -176,14 +177,21 @@ def bench(room: Any, n: int, parallel: int, idle_s: float, keep: bool,
              f"{r.idle_cpu_pct_of_one_core_per_lab} % of a core per lab")
 
         def look(name: str) -> tuple[str, Any, str | None, dict[str, list[str]]]:
-            lab = labs[name]
+            # A lab at a time holds its SSH connections (each a ProxyCommand with pipes):
+            # a hundred labs open at once would push this process's descriptors past
+            # 1024, where paramiko's select() fails ("filedescriptor out of range").
+            lab = room.lab(name)
             try:
-                holders: Any = observe.vip_holders(lab)
-            except observe.ObservationError as e:
-                holders = f"unknown: {e}"
-            rec = lab.prober.probe("api")
-            return (name, holders, None if rec.ok else (rec.error or rec.stage or "failed"),
-                    vrrp_transitions(lab, marks[name]))
+                try:
+                    holders: Any = observe.vip_holders(lab)
+                except observe.ObservationError as e:
+                    holders = f"unknown: {e}"
+                rec = lab.prober.probe("api")
+                return (name, holders,
+                        None if rec.ok else (rec.error or rec.stage or "failed"),
+                        vrrp_transitions(lab, marks[name]))
+            finally:
+                classroom.close_lab(lab)
 
         master = room.base.master_lb.name
         with ThreadPoolExecutor(classroom.DEFAULT_PARALLEL) as pool:
@@ -199,7 +207,7 @@ def bench(room: Any, n: int, parallel: int, idle_s: float, keep: bool,
              f"{len(r.transitions)} of {len(names)} labs")
 
         r.failover_learner = names[len(names) // 2]
-        lab = labs[r.failover_learner]
+        lab = room.lab(r.failover_learner)
         note(f"{r.failover_learner}: SIGKILL haproxy on {master}, the whole class idle around")
         v = failover.haproxy_crash(lab)
         r.failover_verdict, r.failover_passed = str(v), v.passed
@@ -207,13 +215,12 @@ def bench(room: Any, n: int, parallel: int, idle_s: float, keep: bool,
         note(str(v))
         faults.restore(lab)
         steady.wait(lab)
+        classroom.close_lab(lab)
         status = room.status()
         r.steady_after = sum(s.healthy for s in status.learners)
         r.not_steady_after = {s.name: s.problems if s.problems else s.error
                               for s in status.learners if not s.healthy}
         r.arp_entries = classroom.arp_entries()
-        for one in labs.values():
-            classroom.close_lab(one)
     finally:
         if not keep:
             t1 = time.monotonic()

@@ -326,8 +326,11 @@ class Classroom:
                 from lab.wait import until
 
                 try:
+                    # Each look costs ~10 commands over SSH: polled at 1 s, not
+                    # steady.wait's 0.25 s, so that labs waiting leave the CPU to labs
+                    # being built (a lab takes ~4 s to steady: VRRP's first election).
                     until(steady.WHAT, is_steady, timeout=steady.settle_timeout(lab),
-                          interval=0.25)
+                          interval=1.0)
                 except HalabError as e:
                     raise type(e)(f"{e}; still wrong: {'; '.join(last) or 'nothing'}") from None
                 return Outcome(name, True, time.monotonic() - t0)

@@ -508,7 +508,8 @@ def class_bench(n: Annotated[int, typer.Argument(help="how many learners (1-999)
     _plain([["figure", "value"], *[[k, json.dumps(v) if isinstance(v, dict | list) else str(v)]
                                    for k, v in data.items()]])
     if (result.failed or result.vip_not_on_master or result.not_serving or result.transitions
-            or not result.failover_passed or result.labs_up < n):
+            or not result.failover_passed or result.labs_up < n
+            or result.steady_after < result.labs_up):
         raise typer.Exit(1)
 
 
