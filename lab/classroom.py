@@ -43,14 +43,15 @@ RECORD = "class.json"
 # A lab name is at most 12 characters (lab.topology.Topology.name): the stem leaves room
 # for three digits.
 STEM_PATTERN = re.compile(r"^[a-z]{1,9}$")
-# What one idle lab of the default topology costs the machine, measured with a class of 20
-# (`halab class bench`): ~30 MB PSS of its processes plus what the kernel keeps for its
-# namespaces, bridge and sockets (MemAvailable fell by 35-53 MB per lab). Rounded up: the
-# class is refused when it would not fit, rather than met by the OOM killer.
+# What one idle lab of the default topology costs the machine, measured with classes of 20
+# and 100 (`halab class bench`): 29-30 MB PSS of its processes plus what the kernel keeps
+# for its namespaces, bridge and sockets (MemAvailable fell by 34-35 MB per lab). Rounded
+# up: a class is refused when it would not fit, rather than met by the OOM killer.
 MEMORY_PER_LAB_MB = 64
-# Bring-up is mostly waiting (sshd, HAProxy's rise checks, VRRP's first adverts: ~6 s of
-# which ~0.8 s is CPU on this kind of machine), so more labs than cores come up at once.
-DEFAULT_PARALLEL = 8
+# Bring-up is mostly waiting (sshd, VRRP's first election, HAProxy's checks: ~15-20 s per
+# lab on this 2-core machine, ~1 s of it CPU), so many more labs than cores come up at
+# once: 100 labs took 279 s 8 at a time and 159 s 16 at a time (`halab class bench`).
+DEFAULT_PARALLEL = 16
 
 
 class ClassError(HalabError):

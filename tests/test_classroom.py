@@ -166,3 +166,31 @@ def test_class_down_leaves_no_namespace_of_any_learner(room):
     assert not room.room.dir.exists()
     p = _halab("class", "status", "-f", str(room.base), cwd=room.base.parent)
     assert p.returncode == 4 and "no class is up" in p.stderr
+
+
+def test_class_down_after_a_sigkilled_class_up_leaves_nothing(tmp_path):
+    """The class record names every learner before anything is built, so `class down`
+    finds what an interrupted `class up` left, by namespace prefix."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    import signal
+
+    from lab.providers.netns import netns_pids
+    from lab.wait import until
+
+    base = tmp_path / "lab.yaml"
+    base.write_text((ROOT / "lab.yaml").read_text())
+    up = subprocess.Popen([sys.executable, "-m", "lab", "class", "up", str(N), "--stem", STEM,
+                           "-f", str(base)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        until("the interrupted class to have processes in its labs",
+              lambda: any(netns_pids(ns) for ns in _ours()), timeout=60, interval=0.01)
+    finally:
+        up.send_signal(signal.SIGKILL)
+        up.wait()
+    assert _ours(), "the test should interrupt a class that has started building"
+    p = _halab("class", "down", "-f", str(base), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert _ours() == []
+    assert not (tmp_path / ".halab" / "_class").exists()
