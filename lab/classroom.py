@@ -359,8 +359,11 @@ class Classroom:
                     done(o)
         except BaseException:
             cancel.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            self.down()
+            try:
+                # The labs in flight stop at their next step and clean themselves up.
+                pool.shutdown(wait=True, cancel_futures=True)
+            finally:
+                self.down()  # even on a second Ctrl-C: nothing half built stays
             raise
         pool.shutdown(wait=True)
         self._update(phase="up", up_seconds=round(time.monotonic() - t0, 1),
@@ -373,11 +376,14 @@ class Classroom:
 
         wanted = neighbour_needs(self.base, n, arp_entries())
         # gc_thresh3 first: the soft limit never stands above the hard one.
-        for name, old, new in raise_sysctls(dict(sorted(wanted.items(), reverse=True))):
-            notice(f"raised {name} from {old} to {new}: the kernel keeps one ARP table for "
-                   f"every namespace, and {n} labs of {len(self.base.nodes)} nodes may need "
-                   f"{wanted[NEIGH_SYSCTL.format(2)]} entries (not persistent: `halab class "
-                   "up` sets it each time; /etc/sysctl.d/ keeps it)")
+        raised = raise_sysctls(dict(sorted(wanted.items(), reverse=True)))
+        if raised:
+            notice("raised " + ", ".join(f"{name} from {old} to {new}"
+                                         for name, old, new in raised)
+                   + f": the kernel keeps one ARP table for every namespace, and {n} labs of "
+                   f"{len(self.base.nodes)} nodes may need {wanted[NEIGH_SYSCTL.format(2)]} "
+                   "entries (not persistent: `halab class up` sets it each time; a file in "
+                   "/etc/sysctl.d/ keeps it)")
 
     # -- status ----------------------------------------------------------------------------
     def learner_status(self, name: str) -> LearnerStatus:
