@@ -391,15 +391,17 @@ class Classroom:
 
         recorded = self.read().get("results", {}).get(name, {})
         f = str(self.lab_file(name))
-        if recorded and not recorded.get("ok"):
-            return LearnerStatus(name, f, "failed", None, None,
-                                 error=f"did not come up: {recorded.get('error')}")
         try:
             lab = self.lab(name)
         except HalabError as e:
             return LearnerStatus(name, f, "unknown", None, None, error=str(e))
         try:
             if not lab.is_up():
+                # A lab that failed at `class up` and was not brought up by hand since
+                # (`halab up -f` its lab file retries it).
+                if recorded and not recorded.get("ok"):
+                    return LearnerStatus(name, f, "failed", None, None,
+                                         error=f"did not come up: {recorded.get('error')}")
                 return LearnerStatus(name, f, "down", None, None, error="not up")
             s = LearnerStatus(name, f, "up", None, None)
             errors = []
