@@ -240,3 +240,13 @@ def test_class_refusals_are_one_paragraph(tmp_path, default_text, args, code, wo
     assert p.returncode == code, p.stderr
     assert words in p.stderr and "Traceback" not in p.stderr + p.stdout
     assert not (tmp_path / ".halab").exists(), "nothing made for a refused command"
+
+
+def test_status_names_a_learner_that_failed_and_one_that_is_down(fake_class, monkeypatch):
+    room, _, fail = fake_class
+    fail.add("learner02")
+    room.up(3, parallel=3)
+    monkeypatch.undo()  # the real labs again: none of them is up
+    failed, down = room.learner_status("learner02"), room.learner_status("learner03")
+    assert failed.state == "failed" and "sshd never answered" in (failed.error or "")
+    assert down.state == "down" and not down.healthy and down.problems is None
