@@ -423,7 +423,12 @@ class Classroom:
             close_lab(lab)
 
     def status(self, parallel: int = DEFAULT_PARALLEL) -> ClassStatus:
+        from lab.system import require_root
+
         self.require_up()
+        # Otherwise every learner would read "unknown": their nodes are asked from inside
+        # their namespaces.
+        require_root("asking a class's labs")
         names = self.learners()
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(names))),
                                 thread_name_prefix="class-status") as pool:
