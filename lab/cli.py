@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lab import failover, faults, observe, steady, timing
+from lab import classroom, failover, faults, observe, steady, timing
 from lab import status as lab_status
 from lab.errors import HalabError, PrerequisiteError
 from lab.lab import PROVIDERS, Lab
@@ -430,6 +430,127 @@ def _mount_exercises() -> None:
 
 
 _mount_exercises()
+# -- a classroom: N labs on one machine ----------------------------------------------------
+class_app = typer.Typer(no_args_is_help=True, help="A classroom: N independent labs "
+                        "(learner01...) from one lab file, on one machine.")
+app.add_typer(class_app, name="class")
+ParallelOpt = Annotated[int, typer.Option(
+    "--parallel", help="labs brought up (or asked) at the same time")]
+
+
+@class_app.command("up")
+def class_up(n: Annotated[int, typer.Argument(help="how many learners (1-999)")],
+             file: LabFile = Path("lab.yaml"),
+             parallel: ParallelOpt = classroom.DEFAULT_PARALLEL,
+             stem: Annotated[str, typer.Option(
+                 help="the learners' names: STEM01, STEM02, ...")] = classroom.STEM) -> None:
+    """Bring N learners' labs up in parallel, each with its own namespaces, keys and state,
+    all on the lab file's addresses. A lab that fails is reported and removed; exit 1."""
+    room = classroom.Classroom(file)
+    t0 = time.monotonic()
+    done: list[classroom.Outcome] = []
+    with out.status(f"class of {n} from {file}: starting") as st:
+        def finished(o: classroom.Outcome) -> None:
+            done.append(o)
+            if o.ok:
+                out.log(f"{o.name} up in {o.seconds:.1f} s", highlight=False)
+            else:
+                out.log(f"[red]{o.name} failed after {o.seconds:.1f} s and was removed:[/] "
+                        f"{o.error}", highlight=False)
+            ok = sum(d.ok for d in done)
+            st.update(f"class of {n}: {ok} up, {len(done) - ok} failed, "
+                      f"{n - len(done)} to go ({time.monotonic() - t0:.0f} s)")
+
+        outcomes = room.up(n, parallel, stem, done=finished,
+                           notice=lambda m: out.log(m, highlight=False))
+    failed = [o for o in outcomes if not o.ok]
+    out.print(f"class up: {n - len(failed)} of {n} labs up in {time.monotonic() - t0:.1f} s "
+              f"({parallel} at a time); learners' lab files in {room.dir}/ "
+              f"(e.g. `halab ssh lb02 -f {room.lab_file(outcomes[0].name)}`)",
+              highlight=False)
+    if failed:
+        out.print(f"[red]failed: {', '.join(o.name for o in failed)}[/] (their logs stay in "
+                  f"{room.dir / '.halab'}/NAME/nodes/)", highlight=False)
+        raise typer.Exit(1)
+
+
+def _class_rows(s: classroom.ClassStatus) -> list[list[str]]:
+    rows = [["learner", "state", "VIP", "steady", "exercise"]]
+    for ls in s.learners:
+        vip = "?" if ls.vip_holders is None else ", ".join(ls.vip_holders) or "none"
+        if ls.problems is None:
+            steady_ = f"unknown: {ls.error}" if ls.error else "-"
+        else:
+            steady_ = "steady" if not ls.problems else "; ".join(ls.problems)
+            if ls.error:
+                steady_ += f" (unknown: {ls.error})"
+        ex = ls.exercise
+        ex = "" if ex is None else (ex.get("name", str(ex)) if isinstance(ex, dict) else str(ex))
+        rows.append([ls.name, ls.state, vip, steady_ if ls.state == "up" else (ls.error or ""),
+                     ex])
+    return rows
+
+
+@class_app.command("status")
+def class_status(file: LabFile = Path("lab.yaml"), as_json: JsonOpt = False,
+                 parallel: ParallelOpt = classroom.DEFAULT_PARALLEL) -> None:
+    """Each learner's lab: who holds the VIP, what keeps it from steady, the exercise."""
+    s = classroom.Classroom(file).status(parallel)
+    if as_json:
+        _json(s.as_dict())
+        return
+    rows = _class_rows(s)
+    healthy = sum(ls.healthy for ls in s.learners)
+    title = f"class of {len(s.learners)} from {file}: {healthy} steady"
+    if not _tty():
+        sys.stdout.write(f"# {title}\n")
+        _plain(rows)
+        return
+    t = Table(title=title)
+    for col in rows[0]:
+        t.add_column(col, overflow="fold")
+    for row in rows[1:]:
+        t.add_row(*row, style=None if row[3] == "steady" else "yellow")
+    out.print(t)
+
+
+@class_app.command("down")
+def class_down(file: LabFile = Path("lab.yaml")) -> None:
+    """Remove every learner's lab and the class folder (also after a crash)."""
+    room = classroom.Classroom(file)
+    names = room.learners()
+    removed = room.down()
+    out.print(f"class down: {len(names)} learners' labs removed ({len(removed)} namespaces)"
+              if names else "class down: no class here (nothing to remove)", highlight=False)
+
+
+@class_app.command("bench")
+def class_bench(n: Annotated[int, typer.Argument(help="how many learners (1-999)")],
+                file: LabFile = Path("lab.yaml"),
+                parallel: ParallelOpt = classroom.DEFAULT_PARALLEL,
+                idle: Annotated[float, typer.Option(help="seconds to watch the idle class")]
+                = 180.0,
+                keep: Annotated[bool, typer.Option(help="leave the class up afterwards")]
+                = False,
+                out_file: Annotated[Path | None, typer.Option(
+                    "--out", help="write the figures as JSON here")] = None) -> None:
+    """Measure a class: bring N labs up, watch them idle (memory, CPU, VRRP transitions,
+    every VIP serving), fail one learner over with the whole class around it, take it down.
+    Exit 1 when any lab failed to come up, moved or stopped serving, or the failover failed."""
+    from lab import classbench
+
+    room = classroom.Classroom(file)
+    result = classbench.bench(room, n, parallel, idle, keep,
+                              note=lambda m: out.log(m, highlight=False))
+    data = result.as_dict()
+    if out_file is not None:
+        out_file.write_text(json.dumps(data, indent=2) + "\n")
+    _plain([["figure", "value"], *[[k, json.dumps(v) if isinstance(v, dict | list) else str(v)]
+                                   for k, v in data.items()]])
+    if (result.failed or result.vip_not_on_master or result.not_serving or result.transitions
+            or not result.failover_passed or result.labs_up < n
+            or result.steady_after < result.labs_up):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -50,3 +50,38 @@ def sh(argv: Sequence[str], check: bool = True, input: str | None = None,
     if check and p.returncode != 0:
         raise CommandError("this host", shlex.join(argv), p.returncode, p.stdout, p.stderr)
     return p
+
+
+def sysctl_path(name: str) -> str:
+    return "/proc/sys/" + name.replace(".", "/")
+
+
+def raise_sysctls(wanted: dict[str, int]) -> list[tuple[str, int, int]]:
+    """Raise each of the machine's integer sysctls to at least the value wanted (never
+    lower one: a machine set higher keeps its own); return (name, old, new) of those
+    raised. Not persistent: the caller sets them again each time it needs them."""
+    raised = []
+    for name, value in wanted.items():
+        path = sysctl_path(name)
+        try:
+            with open(path) as f:
+                old = int(f.read().split()[0])
+            if old >= value:
+                continue
+            with open(path, "w") as f:
+                f.write(str(value))
+        except OSError as e:
+            raise PrerequisiteError(
+                f"cannot set the kernel setting {name} to {value} ({e.strerror}); set it by "
+                f"hand (`sysctl -w {name}={value}`) and run the command again") from None
+        raised.append((name, old, value))
+    return raised
+
+
+def mem_available_kb() -> int:
+    """What the kernel says it could give to new work without swapping."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    raise PrerequisiteError("this kernel's /proc/meminfo has no MemAvailable (Linux < 3.14)")

@@ -341,19 +341,36 @@ class NetnsProvider(Provider):
             self._boot(name)
         self.link_up(name)
 
-    def _signal_all(self, name: str, sig: signal.Signals) -> None:
+    def _signal_all(self, name: str, sig: signal.Signals) -> list[int]:
         init = self._init_pid(name)
         ns = pid_ns(init) if init else None
         if ns is None:
             raise LabStateError(f"{name} is not running")
-        for hostpid in processes_in(ns).values():
+        pids = list(processes_in(ns).values())
+        for hostpid in pids:
             os.kill(hostpid, sig)
+        return pids
+
+    def _until_stopped(self, name: str, pids: list[int], stopped: bool) -> None:
+        """A signal takes effect when its process next runs: until then a "frozen" node
+        still answers, and a node_state() of "running" would send the harness to ask it
+        over SSH just before its sshd stops (a channel that never opens). Seen under the
+        sabotage suite on a loaded machine."""
+        def done(pid: int) -> bool:
+            try:
+                state = Path(f"/proc/{pid}/status").read_text().split("State:\t", 1)[1][0]
+            except (OSError, IndexError):
+                return True  # gone
+            return (state == "T") == stopped
+
+        until(f"{name} to {'freeze' if stopped else 'thaw'}",
+              lambda: all(done(p) for p in pids), timeout=5, interval=0.005)
 
     def freeze(self, name: str) -> None:
-        self._signal_all(name, signal.SIGSTOP)
+        self._until_stopped(name, self._signal_all(name, signal.SIGSTOP), stopped=True)
 
     def thaw(self, name: str) -> None:
-        self._signal_all(name, signal.SIGCONT)
+        self._until_stopped(name, self._signal_all(name, signal.SIGCONT), stopped=False)
 
     def node_state(self, name: str) -> str:
         if self.ns(name) not in netns_list():

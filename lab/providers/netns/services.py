@@ -52,6 +52,42 @@ def processes_in(ns_inode: int) -> dict[int, int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, theirs, and so on (the kernel's per-thread children lists): a
+    node's few processes, where a scan of /proc would read every process of the machine."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # gone meanwhile
+        for task in tasks:
+            try:
+                kids = [int(k) for k in
+                        Path(f"/proc/{parent}/task/{task}/children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def _inner_pid(hostpid: int) -> int | None:
+    """The PID a live process has in its own (innermost) PID namespace; None for a zombie
+    or a process that is gone."""
+    try:
+        status = Path(f"/proc/{hostpid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if fields.get("State", "").strip().startswith("Z"):
+        return None
+    nspid = fields.get("NSpid", "").split()
+    return int(nspid[-1]) if nspid else None
+
+
 class NetnsServices:
     def __init__(self, node: str, init_pid: Callable[[], int | None], log_dir: Path) -> None:
         self.node = node
@@ -82,7 +118,15 @@ class NetnsServices:
             inner = int((self._root() / PIDS_DIR / f"{name}.pid").read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        ns = pid_ns(self._init())
+        init = self._init()
+        # A running daemon is a descendant of the node's PID 1 (it was reparented there
+        # when `setsid -f` let go of it): found among the node's few processes. Only a
+        # daemon not found there (gone, or a moment after its start) costs a scan of the
+        # machine's processes, which a class of labs makes thousands.
+        for hostpid in descendants(init):
+            if _inner_pid(hostpid) == inner:
+                return hostpid
+        ns = pid_ns(init)
         return processes_in(ns).get(inner) if ns else None
 
     # -- ServiceManager -------------------------------------------------------------------
