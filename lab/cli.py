@@ -287,6 +287,130 @@ def demo(file: LabFile = Path("lab.yaml")) -> None:
         raise typer.Exit(1)
 
 
+# -- the training view: watch and graph ------------------------------------------------------
+@app.command()
+def watch(file: LabFile = Path("lab.yaml"),
+          interval: Annotated[float, typer.Option(
+              help="seconds between the client's probes (and the LBs' VIP samples)")] = 0.1,
+          poll: Annotated[float, typer.Option(
+              help="seconds between asks of status, steadiness and the client's ARP")] = 2.0,
+          window: Annotated[float, typer.Option(help="seconds the strips show")] = 30.0,
+          duration: Annotated[float | None, typer.Option(
+              help="stop after this many seconds (default: at Ctrl-C)")] = None,
+          once: Annotated[bool, typer.Option(
+              "--once", help="one picture once every observer has answered; exit 0 only "
+              "when the lab is steady")] = False,
+          show_graph: Annotated[bool, typer.Option("--graph/--no-graph",
+                                                   help="draw the topology")] = True) -> None:
+    """The lab live while you break it: who holds the VIP, what the client sees, what
+    changed and when, the topology. At a terminal a screen; in a pipe one line per change."""
+    from lab import screen
+    from lab import watch as lab_watch
+
+    lab = _open(file)
+    lab.require_up()
+    columns = max(20, min(120, out.width - 60)) if _tty() else 60
+    word = "unknown"
+    try:
+        with lab_watch.Watch(lab, interval, poll, window, columns) as w:
+            if once:
+                w.wait_polled()
+                time.sleep(min(2.0, 3 * interval + lab.prober.timeout))  # a few probes
+                f = w.frame()
+                word = f.verdict[0]
+                if _tty():
+                    out.print(screen.render(f, show_graph=show_graph))
+                else:
+                    sys.stdout.write("\n".join(screen.summary_lines(f)) + "\n")
+                    if show_graph:
+                        from lab import graph as lab_graph
+
+                        sys.stdout.write("\n" + lab_graph.to_text(lab_graph.build(
+                            lab.topo, f.status, screen.latest_probes(f))))
+            else:
+                _watch_loop(w, duration, show_graph)
+    except KeyboardInterrupt:
+        pass  # the way a watch ends
+    finally:
+        lab.prober.close()
+        lab.close()
+    if once and word != "steady":
+        raise typer.Exit(1)
+
+
+def _watch_loop(w: object, duration: float | None, show_graph: bool) -> None:
+    from rich.live import Live
+
+    from lab import screen
+    from lab.watch import Watch
+
+    assert isinstance(w, Watch)
+    end = None if duration is None else time.monotonic() + duration
+    printed = 0
+    f = w.frame()
+    if _tty():
+        with Live(screen.render(f, show_graph=show_graph), console=out, screen=True,
+                  auto_refresh=False) as live:
+            try:
+                while end is None or time.monotonic() < end:
+                    time.sleep(0.25)
+                    f = w.frame()
+                    live.update(screen.render(f, show_graph=show_graph), refresh=True)
+            except KeyboardInterrupt:
+                pass
+        # The screen is gone with the alternate buffer: what happened stays in the terminal.
+        for e in w.frame().events:
+            out.print(screen.event_text(f, e))
+        return
+    sys.stdout.write(f"# halab watch: lab {w.lab.topo.name}, VIP {w.lab.vip}; one line per "
+                     "change\n")
+    try:
+        while end is None or time.monotonic() < end:
+            f = w.frame()
+            for e in f.events[printed:]:
+                sys.stdout.write(screen.event_line(f, e) + "\n")
+            printed = len(f.events)
+            sys.stdout.flush()
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        pass
+    f = w.frame()
+    for e in f.events[printed:]:
+        sys.stdout.write(screen.event_line(f, e) + "\n")
+    sys.stdout.write("# now\n" + "\n".join(screen.summary_lines(f)) + "\n")
+
+
+@app.command()
+def graph(file: LabFile = Path("lab.yaml"),
+          fmt: Annotated[str, typer.Option(
+              "--format", help="text (a drawing), dot (Graphviz) or mermaid")] = "text",
+          live: Annotated[bool, typer.Option(
+              "--live", help="with what the running lab says: VIP holder, node and "
+              "daemon states, HAProxy's backends, the client's probes")] = False) -> None:
+    """The lab's topology as a graph, from lab.yaml (no lab needed), or --live."""
+    from lab import graph as lab_graph
+    from lab import topology
+
+    if fmt not in lab_graph.FORMATS:
+        raise typer.BadParameter(f"one of {', '.join(lab_graph.FORMATS)}, not '{fmt}'",
+                                 param_hint="--format")
+    if live:
+        lab = _open(file)
+        lab.require_up()
+        try:
+            g = lab_graph.build(lab.topo, lab_status.gather(lab),
+                                {k: lab.prober.probe(k) for k in lab_graph.PROBE_KINDS})
+        finally:
+            lab.prober.close()
+            lab.close()
+    else:
+        g = lab_graph.build(topology.load(file))
+    if fmt == "text" and _tty():
+        out.print(lab_graph.to_rich(g))
+    else:
+        sys.stdout.write(lab_graph.FORMATS[fmt](g))
+
+
 # -- faults and chaos runs -------------------------------------------------------------------
 def _params(items: list[str]) -> dict[str, str]:
     out = {}

@@ -8,6 +8,7 @@ read "does not hold the VIP" where the truth is "unknown".
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -129,13 +130,20 @@ def backends_status(lab: Lab, lb: str, state: str) -> Backends:
 
 
 def gather(lab: Lab) -> LabStatus:
-    """Ask every node; one that cannot answer is reported as such, never left out."""
-    nodes = [node_status(lab, n.name) for n in lab.topo.nodes]
-    by_name = {n.name: n for n in nodes}
-    lbs = [n.name for n in lab.topo.load_balancers]
+    """Ask every node; one that cannot answer is reported as such, never left out.
+
+    Each node over its own transport, all at once: a round trip costs ~0.17 s, and
+    `halab watch` asks again every few seconds."""
+    _ = lab.nodes  # every Node made here: the threads below only read the cache
+    with ThreadPoolExecutor(len(lab.topo.nodes)) as pool:
+        nodes = list(pool.map(lambda n: node_status(lab, n.name), lab.topo.nodes))
+        by_name = {n.name: n for n in nodes}
+        lbs = [n.name for n in lab.topo.load_balancers]
+        backends = dict(zip(lbs, pool.map(lambda lb: backends_status(lab, lb,
+                                                                     by_name[lb].state), lbs),
+                            strict=True))
     return LabStatus(
         lab=lab.topo.name, provider=lab.provider.name, vip=lab.vip,
         vip_holders=[lb for lb in lbs if by_name[lb].holds_vip],
         vip_unknown=[lb for lb in lbs if by_name[lb].holds_vip is None],
-        nodes=nodes,
-        backends={lb: backends_status(lab, lb, by_name[lb].state) for lb in lbs})
+        nodes=nodes, backends=backends)

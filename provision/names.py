@@ -10,6 +10,9 @@ API_PROXY = "k8s-api-server"  # *:6443 -> the masters' API servers
 INGRESS_PROXY = "k8s-nginx-ingress"  # *:443 -> the masters' ingress (TLS passed through)
 HTTP_PROXY = "lets-encrypt-http-resolver"  # *:80 -> the masters' ingress (plain HTTP)
 PROXIES = (HTTP_PROXY, INGRESS_PROXY, API_PROXY)
+# The port each proxy binds on the VIP (haproxy.cfg.j2's `bind` lines; a unit test holds the
+# rendered file to these) and forwards to on its servers.
+PORTS = {API_PROXY: 6443, INGRESS_PROXY: 443, HTTP_PROXY: 80}
 
 # Debian's default admin socket (the guide dropped the line; observe reads `show stat` here).
 HAPROXY_STATS_SOCKET = "/run/haproxy/admin.sock"
