@@ -29,7 +29,7 @@ def vip_strip(f: Frame) -> Text:
     text = Text()
     width = f.window / max(1, len(f.vip_cells))
     for i, cell in enumerate(f.vip_cells):
-        if f.t - f.window + (i + 1) * width < f.started:
+        if f.t - f.window + (i + 1) * width <= f.started:
             text.append(NONE, style="dim")  # before the watch began: not unknown, not seen
         elif cell is None:
             text.append(UNKNOWN, style="yellow")

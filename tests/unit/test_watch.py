@@ -1,0 +1,288 @@
+"""The live view's data and drawing (lab/watch.py, lab/screen.py), offline: timelines and
+statuses made by hand in the shapes the real observers give. tests/test_watch.py breaks
+the real lab under a running watch and sees each verdict word come out."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+
+import pytest
+from rich.console import Console
+from statuses import healthy, node
+
+from lab import screen, watch
+from lab.probes import Holding, Record, Timeline
+from lab.status import Backends, Daemon
+from lab.watch import Frame, KindView, Polled
+
+INTERVAL = 0.1
+
+
+def rec(t: float, kind: str = "api", ok: bool = True, via: str = "192.168.0.101") -> Record:
+    if ok:
+        return Record(t, kind, True, 0.005, status=200, master="k8s-master-01", via=via)
+    return Record(t, kind, False, 0.002, "ConnectionRefusedError: refused", stage="connect")
+
+
+def view(kind: str, records: list[Record], now: float) -> KindView:
+    return watch.kind_view(kind, records, now, 0.9, now - 30, 0.5, 60)
+
+
+LB01 = ["lb01"]
+
+
+def frame(topo, t: float = 100.0, holders: list[str] | None = LB01, kinds=None,
+          polled: Polled | None = None, errors: tuple[str, ...] = ()) -> Frame:
+    if kinds is None:
+        kinds = {k: view(k, [rec(t - 0.2, k)], t) for k in watch.KINDS}
+    if polled is None:
+        polled = Polled(t - 1, t - 0.5, healthy(topo), None, (), "lb01")
+    return Frame(topo, t, t - 40, 30.0, INTERVAL, str(topo.vip), ("lb01", "lb02"), holders,
+                 tuple([holders] * 60), kinds, polled, 2.0, 0.9, errors)
+
+
+# -- the verdict word --------------------------------------------------------------------------
+def test_steady(default_topo):
+    assert frame(default_topo).verdict == ("steady", [])
+
+
+def test_degraded_is_steady_s_problems(default_topo):
+    p = Polled(99, 99.5, healthy(default_topo), None, ("haproxy is not running on lb02",),
+               "lb01")
+    assert frame(default_topo, polled=p).verdict == (
+        "degraded", ["haproxy is not running on lb02"])
+
+
+def test_a_failing_probe_is_an_outage_whatever_else_is_unknown(default_topo):
+    t = 100.0
+    kinds = {k: view(k, [rec(t - 3, k), *[rec(t - 2 + i / 10, k, ok=(k != "api"))
+                                          for i in range(15)]], t) for k in watch.KINDS}
+    word, why = frame(default_topo, holders=None, kinds=kinds).verdict
+    assert word == "outage"
+    assert why == ["api: failing for 2.0 s (connect: ConnectionRefusedError: refused)"]
+
+
+@pytest.mark.parametrize("hole", ["holders", "probe", "thread", "no poll", "stale poll",
+                                  "status error", "node error", "steady unknown", "arp"])
+def test_what_cannot_be_observed_is_unknown_never_steady(default_topo, hole):
+    t = 100.0
+    kw: dict = {}
+    st = healthy(default_topo)
+    polled = Polled(t - 1, t - 0.5, st, None, (), "lb01")
+    if hole == "holders":
+        kw["holders"] = None
+    elif hole == "probe":  # the latest https probe is older than a probe may take
+        kw["kinds"] = {k: view(k, [rec(t - (5 if k == "https" else 0.2), k)], t)
+                       for k in watch.KINDS}
+    elif hole == "thread":
+        kw["errors"] = ("the http probe thread died at 12.000: RuntimeError: boom",)
+    elif hole == "no poll":
+        polled = None
+    elif hole == "stale poll":
+        polled = dataclasses.replace(polled, at=t - 7)
+    elif hole == "status error":
+        polled = dataclasses.replace(polled, status=None, status_error="TransportError: x")
+    elif hole == "node error":
+        n = node(st, "lb01")
+        n.holds_vip, n.error = None, "VIP: cannot ask lb01 whether it holds the VIP"
+    elif hole == "steady unknown":
+        polled = dataclasses.replace(polled, problems=(
+            "unknown: cannot read HAProxy's backends on lb02: refused",))
+    elif hole == "arp":
+        polled = dataclasses.replace(polled, arp=None, arp_error="ip: cannot open netns")
+    f = frame(default_topo, polled=polled, **kw)
+    if hole == "no poll":
+        f = dataclasses.replace(f, polled=None)
+    word, why = f.verdict
+    assert word == "unknown", (hole, why)
+    assert why
+
+
+def test_what_a_known_fault_means_is_no_hole(default_topo):
+    """A crashed LB cannot be asked, and a stopped HAProxy has no backends: that is what
+    the fault means (degraded), not a hole in the view (unknown)."""
+    st = healthy(default_topo)
+    lb02 = node(st, "lb02")
+    lb02.state, lb02.holds_vip, lb02.daemons = "crashed", False, None
+    lb02.error = "daemons: not asked, the node is crashed"
+    st.backends["lb02"] = Backends(None, "not asked, the node is crashed")
+    p = Polled(99, 99.5, st, None, ("lb02 is crashed",), "lb01")
+    assert frame(default_topo, polled=p).verdict == ("degraded", ["lb02 is crashed"])
+    st = healthy(default_topo)
+    node(st, "lb02").daemons["haproxy"] = Daemon(False, None)
+    st.backends["lb02"] = Backends(None, "nc: /run/haproxy/admin.sock: Connection refused")
+    p = Polled(99, 99.5, st, None, ("haproxy is not running on lb02",), "lb01")
+    assert frame(default_topo, polled=p).verdict[0] == "degraded"
+    # ... but an HAProxy that runs and cannot be asked is a hole.
+    st.backends["lb01"] = Backends(None, "SSH connection refused")
+    p = Polled(99, 99.5, st, None, ("haproxy is not running on lb02",), "lb01")
+    assert frame(default_topo, polled=p).verdict[0] == "unknown"
+
+
+# -- one kind's view ---------------------------------------------------------------------------
+def test_kind_view_outages_and_strip():
+    now = 100.0
+    recs = ([rec(80 + i * 0.1) for i in range(10)] + [rec(81 + i * 0.1, ok=False)
+                                                      for i in range(20)]
+            + [rec(83 + i * 0.1) for i in range(10)])
+    v = view("api", recs, now)
+    assert v.served is None, "the latest probe is 16 s old: nothing is known of now"
+    assert v.failing_since is None
+    assert v.last_outage is not None and v.last_outage.failed == 20
+    assert v.last_outage.seconds == pytest.approx(2.0)
+    # 0.5 s columns from 70 s: 80.0-80.5 is column 20.
+    assert v.cells[19] == "" and v.cells[20] == "ok" and v.cells[22] == "fail"
+    assert v.cells[25] == "fail" and v.cells[26] == "ok" and v.cells[-1] == ""
+    ongoing = recs + [rec(99.5 + i * 0.1, ok=False) for i in range(4)]
+    v = view("api", ongoing, now)
+    assert v.served is False and v.failing_since == pytest.approx(99.5)
+    assert v.last_outage is not None and v.last_outage.failed == 20, "the one that ended"
+
+
+def test_a_column_with_any_failure_is_failed():
+    cells = watch.probe_cells([rec(0.1), rec(0.2, ok=False), rec(0.3)], 0.0, 0.5, 2)
+    assert cells == ("fail", "")
+
+
+# -- events, from a timeline driven by hand ------------------------------------------------------
+class FakeProber:
+    timeout = 0.5
+
+
+def fake_watch(default_topo) -> tuple[watch.Watch, Timeline]:
+    lab = types.SimpleNamespace(topo=default_topo, vip=str(default_topo.vip),
+                                prober=FakeProber())
+    w = watch.Watch(lab, interval=INTERVAL, window=30, columns=60)  # type: ignore[arg-type]
+    tl = Timeline(INTERVAL, kinds=("api",))
+    w.timeline, w.kinds, w.started = tl, ("api",), 0.0
+    return w, tl
+
+
+def test_events_say_what_changed_and_when(default_topo, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(watch.time, "monotonic", lambda: clock[0])
+    w, tl = fake_watch(default_topo)
+
+    def run(until: float, ok: bool, holder: str) -> None:
+        t = clock[0]
+        while t < until:
+            tl.records.append(rec(t, ok=ok, via="192.168.0.102" if holder == "lb02"
+                                  else "192.168.0.101"))
+            for lb in ("lb01", "lb02"):
+                tl.holdings.append(Holding(t, lb, lb == holder))
+            t = round(t + INTERVAL, 3)
+            clock[0] = t
+            if round(t * 10) % 3 == 0:  # a frame every 0.3 s
+                w.frame()
+
+    run(2.0, True, "lb01")
+    run(5.0, False, "lb01")
+    run(5.5, False, "lb02")
+    run(8.0, True, "lb02")
+    texts = [(round(e.t, 1), e.text) for e in w.frame().events]
+    assert texts == [
+        (0.0, "api: served via lb01 → k8s-master-01"),
+        (0.0, "VIP: on lb01"),
+        (2.0, "api: FAILING (connect: ConnectionRefusedError: refused)"),
+        (5.0, "VIP: on lb02"),
+        (5.5, "api: served again via lb02 → k8s-master-01 after 3.50 s (35 probes failed)"),
+    ]
+
+
+def test_unknown_holders_are_an_event_too(default_topo, monkeypatch):
+    clock = [10.0]
+    monkeypatch.setattr(watch.time, "monotonic", lambda: clock[0])
+    w, tl = fake_watch(default_topo)
+    for i in range(20):
+        t = 9.0 + i * 0.05
+        tl.holdings += [Holding(t, "lb01", True), Holding(t, "lb02", False)]
+    w.frame()
+    tl.holdings.append(Holding(10.1, "lb01", None, "cannot stream: refused"))
+    clock[0] = 10.2
+    f = w.frame()
+    assert f.holders is None
+    assert f.events[-1].text == "VIP: unknown (an LB could not be asked)"
+    assert round(f.events[-1].t, 2) == 10.1
+
+
+def test_a_long_watch_forgets_what_is_out_of_the_window(default_topo, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(watch.time, "monotonic", lambda: clock[0])
+    w, tl = fake_watch(default_topo)
+    tl.records += [rec(t / 10) for t in range(10000)]
+    tl.holdings += [Holding(t / 10, "lb01", True) for t in range(10000)]
+    w.frame()
+    assert min(r.t for r in tl.records) >= 1000 - 30 - 10
+    assert min(h.t for h in tl.holdings) >= 1000 - 30 - 10
+
+
+def test_node_and_daemon_changes_between_polls(default_topo):
+    before = Polled(1, 1.5, healthy(default_topo), None, (), "lb01")
+    st = healthy(default_topo)
+    node(st, "lb02").state = "frozen"
+    node(st, "lb01").daemons["haproxy"] = Daemon(False, None)
+    after = Polled(3, 3.5, st, None, (), "lb01")
+    assert list(watch._node_changes(before, after)) == ["lb01: haproxy stopped",
+                                                        "lb02: running → frozen"]
+
+
+def test_live_vip_overrides_the_polled_one(default_topo):
+    st = watch.with_live_vip(healthy(default_topo), ["lb02"])
+    assert (st.vip_holders, st.vip_unknown) == (["lb02"], [])
+    assert node(st, "lb01").holds_vip is False and node(st, "lb02").holds_vip is True
+    st = watch.with_live_vip(healthy(default_topo), None)
+    assert st.vip_holders == [] and st.vip_unknown == ["lb01", "lb02"]
+    assert node(st, "client").holds_vip is None
+
+
+def test_watch_refuses_nonsense_settings(default_topo):
+    from lab.errors import HalabError
+
+    lab = types.SimpleNamespace(topo=default_topo, vip="x", prober=FakeProber())
+    with pytest.raises(HalabError, match="above 0"):
+        watch.Watch(lab, interval=0)  # type: ignore[arg-type]
+
+
+# -- the drawing -------------------------------------------------------------------------------
+def draw(f: Frame, **kw) -> str:
+    c = Console(width=200, record=True, color_system=None, file=open("/dev/null", "w"))
+    c.print(screen.render(f, **kw))
+    return c.export_text()
+
+
+def test_the_screen_in_words(default_topo):
+    t = 100.0
+    kinds = {"api": view("api", [rec(t - 3), *[rec(t - 2 + i / 10, ok=False)
+                                                for i in range(15)]], t),
+             "https": view("https", [rec(t - 0.2, "https")], t),
+             "http": view("http", [rec(t - 0.2, "http")], t)}
+    cells = tuple([["lb01"]] * 50 + [[]] * 5 + [["lb01", "lb02"]] * 3 + [None] * 2)
+    f = dataclasses.replace(frame(default_topo, kinds=kinds, holders=["lb01", "lb02"]),
+                            vip_cells=cells,
+                            events=(watch.Event(98.0, "api", "api: FAILING (connect: x)"),))
+    text = draw(f)
+    assert " OUTAGE " in text and "api: failing for 2.0 s" in text
+    assert "1" * 50 + "_____!!!??" in text
+    assert "SPLIT BRAIN: lb01 and lb02" in text
+    assert "FAILING for 2.0 s (connect: ConnectionRefusedError: refused)" in text
+    assert "ok 5 ms via lb01 → k8s-master-01" in text
+    assert "t+  38.00 s  api: FAILING (connect: x)" in text
+    assert "lab halab" in text and "k8s-master-07" in text, "the graph is drawn"
+    assert "k8s-master-07" not in draw(f, show_graph=False)
+
+
+def test_columns_before_the_watch_began_are_not_unknown(default_topo):
+    f = dataclasses.replace(frame(default_topo), started=100.0 - 10,
+                            vip_cells=tuple([None] * 40 + [["lb01"]] * 20))
+    assert screen.vip_strip(f).plain == "·" * 40 + "1" * 20
+
+
+def test_stale_arp_is_named(default_topo):
+    p = Polled(99, 99.5, healthy(default_topo), None, (), "lb01")
+    f = frame(default_topo, holders=["lb02"], polled=p)
+    assert screen.arp_now(f).plain == ("the client sends the VIP's packets to lb01, which "
+                                       "does not hold it")
+    lines = screen.summary_lines(f)
+    assert lines[0].startswith("steady\t") and lines[1] == "VIP\ton lb02"
+    assert lines[-1].startswith("ARP\tthe client sends the VIP's packets to lb01, which")
