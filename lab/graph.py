@@ -228,8 +228,10 @@ def build(topo: Topology, status: LabStatus | None = None,
             holds = by_status[lb.name].holds_vip
             if holds:
                 notes = ("holds the VIP", *notes)
-            elif holds is None and st is not State.DOWN:
-                st, notes = State.UNKNOWN, ("VIP: ?", *notes)
+            elif holds is None:
+                # Down (a daemon known stopped) says more than unknown; the note stays.
+                st = st if st is State.DOWN else State.UNKNOWN
+                notes = ("VIP: ?", *notes)
         lbs.append(GNode(lb.name, lb.name, Kind.LOADBALANCER,
                          (str(lb.address), f"{lb.vrrp.state} · priority {lb.vrrp.priority}",
                           "haproxy · keepalived"), st, notes))

@@ -36,7 +36,8 @@ KINDS = ("api", "https", "http")
 # slack (thread scheduling on a busy machine, as lab.measure allows) and the client's view
 # is stale: unknown.
 PROBE_SLACK_S = 0.3
-# How many poll periods a status may age before it says nothing about now.
+# How many polls (each as long as the poll period, or as the last ask took) a status may
+# age before it says nothing about now.
 STALE_POLLS = 3
 
 
@@ -151,7 +152,7 @@ def verdict(f: Frame) -> tuple[str, list[str]]:
         unknown.append("the lab's status has not been asked yet")
     else:
         age = f.t - f.polled.at
-        if age > STALE_POLLS * f.poll_every:
+        if age > stale_status_after(f.polled, f.poll_every):
             unknown.append(f"the lab's status is {age:.0f} s old (the last ask has not "
                            "come back)")
         if f.polled.status_error:
@@ -170,6 +171,13 @@ def verdict(f: Frame) -> tuple[str, list[str]]:
     if f.polled.problems:
         return "degraded", list(f.polled.problems)
     return "steady", []
+
+
+def stale_status_after(polled: Polled, poll_every: float) -> float:
+    """How old a status may be before it says nothing about now: a few polls, measured by
+    how long the last one took (on a busy machine asking takes seconds; a poll that hangs,
+    e.g. on a node that swallows SSH, shows by taking far longer than the one before)."""
+    return STALE_POLLS * max(poll_every, polled.done - polled.at)
 
 
 def _a_hole(st: status.LabStatus, where: str) -> bool:
@@ -270,7 +278,13 @@ class Watch:
             self._poller.join(timeout=30)
         self._stack.close()
 
-    def wait_polled(self, timeout: float = 30.0) -> None:
+    @property
+    def last_poll_s(self) -> float:
+        """How long the latest ask took (the poll period until one came back)."""
+        p = self._polled
+        return self.poll_every if p is None else p.done - p.at
+
+    def wait_polled(self, timeout: float = 60.0) -> None:
         """Until the first status has come back (for `--once` and tests)."""
         from lab.wait import until
 

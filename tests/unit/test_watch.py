@@ -79,8 +79,8 @@ def test_what_cannot_be_observed_is_unknown_never_steady(default_topo, hole):
         kw["errors"] = ("the http probe thread died at 12.000: RuntimeError: boom",)
     elif hole == "no poll":
         polled = None
-    elif hole == "stale poll":
-        polled = dataclasses.replace(polled, at=t - 7)
+    elif hole == "stale poll":  # asked 7 s ago, answered in 0.5 s: the next ask hangs
+        polled = dataclasses.replace(polled, at=t - 7, done=t - 6.5)
     elif hole == "status error":
         polled = dataclasses.replace(polled, status=None, status_error="TransportError: x")
     elif hole == "node error":
@@ -97,6 +97,17 @@ def test_what_cannot_be_observed_is_unknown_never_steady(default_topo, hole):
     word, why = f.verdict
     assert word == "unknown", (hole, why)
     assert why
+
+
+def test_a_slow_ask_is_not_a_stale_one(default_topo):
+    """On a busy machine a poll takes seconds: its answer is stale after a few of those."""
+    t = 100.0
+    slow = Polled(t - 7, t - 1, healthy(default_topo), None, (), "lb01")
+    assert frame(default_topo, polled=slow).verdict == ("steady", [])
+    hung = Polled(t - 19, t - 13, healthy(default_topo), None, (), "lb01")
+    word, why = frame(default_topo, polled=hung).verdict
+    assert word == "unknown" and why == ["the lab's status is 19 s old (the last ask has not "
+                                         "come back)"]
 
 
 def test_what_a_known_fault_means_is_no_hole(default_topo):
