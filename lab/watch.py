@@ -39,6 +39,9 @@ PROBE_SLACK_S = 0.3
 # How many polls (each as long as the poll period, or as the last ask took) a status may
 # age before it says nothing about now.
 STALE_POLLS = 3
+# An ask of the lab that takes longer than this (or a few times the last one) is stuck.
+ASK_DEADLINE_S = 5.0
+ASK_DEADLINE_MAX_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -228,8 +231,10 @@ def kind_view(kind: str, records: list[Record], now: float, stale_after: float,
 class Watch:
     """Observe a running lab until closed; ``frame()`` whenever a picture is wanted.
 
-    The lab should be this watch's own ``Lab`` object (``Lab.open`` of the same file): the
-    poll thread uses its nodes' transports, which are not shared with anyone else's."""
+    ``lab`` gives the probes and the VIP streams (their own sockets and connections); the
+    poll thread asks through a ``Lab`` object of its own, made from ``lab``'s file and
+    replaced whenever an ask gets stuck, so that one node that vanished mid-command holds
+    nothing else up."""
 
     def __init__(self, lab: Lab, interval: float = 0.1, poll: float = 2.0,
                  window: float = 30.0, columns: int = 60,
@@ -246,6 +251,8 @@ class Watch:
         self._polled: Polled | None = None
         self._macs: dict[str, str] = {}  # LB name -> lab MAC, learnt once
         self._events: list[Event] = []
+        self._pending: list[Event] = []  # events of the poll thread, not yet framed
+        self._lock = threading.Lock()
         self._seen: dict[str, float] = {}  # kind -> start of the latest record processed
         self._ok: dict[str, bool] = {}  # kind -> was the latest probe good
         self._fail_start: dict[str, float] = {}
@@ -253,6 +260,8 @@ class Watch:
         self._holders: list[str] | None | str = "-"  # "-": nothing framed yet
         self._frame_t = 0.0
         self._last_polled: Polled | None = None
+        self._asking: Lab | None = None
+        self._given_up = 0  # asks given up in a row
         self.started = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -277,6 +286,8 @@ class Watch:
         if self._poller is not None:
             self._poller.join(timeout=30)
         self._stack.close()
+        if self._asking is not None:
+            _close(self._asking)
 
     @property
     def last_poll_s(self) -> float:
@@ -295,39 +306,76 @@ class Watch:
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
-            try:
-                polled = self.poll_once()
-            except Exception as e:  # noqa: BLE001 - a poll that dies must be seen
-                polled = Polled(t0, time.monotonic(), None, f"{type(e).__name__}: {e}",
-                                (f"unknown: the poll failed: {e}",), None, str(e))
-            self._polled = polled
+            if self._asking is None:
+                self._asking = _sibling(self.lab)
+            result: list[Polled] = []
+            asker = threading.Thread(target=self._ask, args=(self._asking, t0, result),
+                                     daemon=True, name="halab-watch-ask")
+            asker.start()
+            asker.join(self.ask_deadline())
+            if asker.is_alive():
+                self._give_up(self._asking, time.monotonic() - t0)
+                self._asking = None
+                self._given_up += 1
+                continue  # at once, on fresh connections
+            self._given_up = 0
+            if result:
+                self._polled = result[0]
             self._stop.wait(max(0.0, self.poll_every - (time.monotonic() - t0)))
 
-    def poll_once(self) -> Polled:
+    def _ask(self, lab: Lab, t0: float, result: list[Polled]) -> None:
+        try:
+            result.append(self.poll_once(lab))
+        except Exception as e:  # noqa: BLE001 - a poll that dies must be seen
+            result.append(Polled(t0, time.monotonic(), None, f"{type(e).__name__}: {e}",
+                                 (f"unknown: the poll failed: {e}",), None, str(e)))
+
+    def ask_deadline(self) -> float:
+        """How long one ask may take before it is given up: a few times the last one, at
+        least ASK_DEADLINE_S, doubled after each ask given up in a row (a busy machine
+        answers slowly, not never, and new connections cost handshakes)."""
+        return min(ASK_DEADLINE_MAX_S,
+                   max(ASK_DEADLINE_S, 3 * self.last_poll_s) * 2 ** self._given_up)
+
+    def _give_up(self, lab: Lab, waited: float) -> None:
+        """An ask is stuck: typically on an SSH connection whose node crashed while a
+        command was in flight (no RST ever comes, and paramiko waits an hour to open a
+        channel). Its connections are closed, which ends it with an error nobody reads;
+        the next ask starts on a Lab object of its own. Meanwhile the status ages, and the
+        verdict says unknown once it is stale."""
+        with self._lock:  # from the poll thread: frame() takes it in with its own
+            self._pending.append(Event(time.monotonic(), "watch", f"watch: asking the lab "
+                                       f"took over {waited:.0f} s; asking again on new "
+                                       "connections"))
+        _close(lab)
+
+    def poll_once(self, lab: Lab | None = None) -> Polled:
+        """Ask the lab once: its status, whether it is steady, the client's ARP entry."""
+        lab = lab or self.lab
         at = time.monotonic()
         st: status.LabStatus | None
         try:
-            st, st_error = status.gather(self.lab), None
+            st, st_error = status.gather(lab), None
         except HalabError as e:
             st, st_error = None, str(e)
         try:
-            problems = tuple(steady.problems(self.lab))
+            problems = tuple(steady.problems(lab))
         except HalabError as e:
             problems = (f"unknown: {e}",)
-        arp, arp_error = self._arp()
+        arp, arp_error = self._arp(lab)
         return Polled(at, time.monotonic(), st, st_error, problems, arp, arp_error)
 
-    def _arp(self) -> tuple[str | None, str | None]:
+    def _arp(self, lab: Lab) -> tuple[str | None, str | None]:
         try:
-            mac = observe.neighbour_mac(self.lab, self.lab.vip)
+            mac = observe.neighbour_mac(lab, lab.vip)
         except HalabError as e:
             return None, str(e)
         if mac is None:
             return "", None
-        for lb in self.lab.topo.load_balancers:
+        for lb in lab.topo.load_balancers:
             if lb.name not in self._macs:
                 with contextlib.suppress(HalabError):
-                    self._macs[lb.name] = observe.lab_mac(self.lab, lb.name)
+                    self._macs[lb.name] = observe.lab_mac(lab, lb.name)
             if self._macs.get(lb.name) == mac:
                 return lb.name, None
         return mac, None
@@ -373,6 +421,9 @@ class Watch:
     def _events_from(self, tl: Timeline, now: float, holders: list[str] | None,
                      polled: Polled | None) -> None:
         batch = len(self._events)
+        with self._lock:
+            self._events += self._pending
+            self._pending.clear()
         # The client: each probe kind's records since the last frame, in start order.
         for k in self.kinds:
             for r in tl.of(k):
@@ -427,6 +478,20 @@ class Watch:
 
     def events(self) -> list[Event]:
         return list(self._events)
+
+
+def _sibling(lab: Lab) -> Lab:
+    """Another Lab object of the same lab: its own provider handle and connections."""
+    return Lab(lab.topo, lab.state.dir.parent.parent, lab.provider.name)
+
+
+def _close(lab: Lab) -> None:
+    # Each node's transport, not Lab.close(): that also forgets the nodes, under the feet
+    # of an ask that may still be running on them.
+    for node in lab.nodes.values():
+        node.transport.close()
+    if "prober" in lab.__dict__:  # made (cached) only if steady.problems probed
+        lab.prober.close()
 
 
 def _via(lab: Lab, r: Record) -> str:

@@ -61,7 +61,8 @@ def seen(w: Watch, what: str, pred: Callable[[Frame], bool], lab_s: float) -> Fr
     start = time.monotonic()
     f = w.frame()
     while not pred(f):
-        allowed = lab_s + (STALE_POLLS + 1) * max(POLL, w.last_poll_s)
+        # An ask in flight when a node crashed waits for the watch to reset it.
+        allowed = lab_s + (STALE_POLLS + 1) * max(POLL, w.last_poll_s) + w.ask_deadline()
         if time.monotonic() - start > allowed:
             pytest.fail(f"the watch never showed {what} within {allowed:.1f} s; it "
                         "showed:\n" + _explain(f), pytrace=False)
@@ -170,6 +171,52 @@ def test_a_dead_apiserver_is_degraded_and_its_edges_down(steady, own_lab):
         assert g.node(m).state is State.DOWN
         assert f"{m}: {names.APISERVER_UNIT} stopped" in texts(f)
         assert ":6443 DOWN" in _draw(f)
+
+
+# -- degraded: a load balancer down ------------------------------------------------------------
+@pytest.mark.disruptive
+def test_a_crashed_backup_is_down_and_forwards_nothing(steady, own_lab):
+    lab = steady
+    backup = lab.topo.best_backup_lb.name
+    with watching(own_lab) as w:
+        seen(w, "a steady lab", lambda f: f.verdict[0] == "steady", 0)
+        at = time.monotonic()
+        faults.crash(lab, backup)
+        f = seen(w, f"{backup} crashed, asked since",
+                 lambda f: fresh(w, at)(f) and f.verdict[0] == "degraded", 0)
+        assert f"{backup} is crashed" in f.verdict[1], _explain(f)
+        assert f"{backup}: running → crashed" in texts(f)
+        g = live_graph(f)
+        assert g.node(backup).state is State.DOWN and g.node(backup).notes[0] == "crashed"
+        assert g.edge("vip", backup).state is State.OFF
+        assert {(e.state, e.label) for e in g.edges if e.src == backup and not e.vrrp} == {
+            (State.OFF, f"{backup} crashed")}
+
+
+# -- unknown: the client's probes stopped ------------------------------------------------------
+@pytest.mark.disruptive
+def test_a_dead_probe_thread_is_unknown_never_fine(steady, own_lab, monkeypatch):
+    """The watch's own probing breaks: what the client sees is no longer known."""
+    real, calls = own_lab.prober.probe, []
+
+    def dying(*a, **kw):
+        calls.append(1)
+        if len(calls) > 30:
+            raise RuntimeError("the prober broke")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(own_lab.prober, "probe", dying)
+    with watching(own_lab) as w:
+        f = seen(w, "unknown", lambda f: f.verdict[0] == "unknown", 0)
+        assert any("probe thread died" in x for x in f.verdict[1]), _explain(f)
+        f = seen(w, "every kind's probes stale", lambda f: all(
+            k.served is None for k in f.kinds.values()), 0)
+        assert f.verdict[0] == "unknown"
+        assert g_client(f) is State.UNKNOWN
+
+
+def g_client(f: Frame) -> State:
+    return live_graph(f).edge(f.topo.client.name, graph.VIP_ID).state
 
 
 # -- unknown: an LB that cannot be asked -------------------------------------------------------

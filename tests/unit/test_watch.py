@@ -12,6 +12,7 @@ from rich.console import Console
 from statuses import healthy, node
 
 from lab import screen, watch
+from lab.errors import HalabError
 from lab.probes import Holding, Record, Timeline
 from lab.status import Backends, Daemon
 from lab.watch import Frame, KindView, Polled
@@ -248,8 +249,6 @@ def test_live_vip_overrides_the_polled_one(default_topo):
 
 
 def test_watch_refuses_nonsense_settings(default_topo):
-    from lab.errors import HalabError
-
     lab = types.SimpleNamespace(topo=default_topo, vip="x", prober=FakeProber())
     with pytest.raises(HalabError, match="above 0"):
         watch.Watch(lab, interval=0)  # type: ignore[arg-type]
@@ -297,3 +296,60 @@ def test_stale_arp_is_named(default_topo):
     lines = screen.summary_lines(f)
     assert lines[0].startswith("steady\t") and lines[1] == "VIP\ton lb02"
     assert lines[-1].startswith("ARP\tthe client sends the VIP's packets to lb01, which")
+
+
+# -- an ask that gets stuck ----------------------------------------------------------------------
+class StuckTransport:
+    def __init__(self, released) -> None:
+        self.released = released
+
+    def close(self) -> None:
+        self.released.set()  # what closing a hung SSH connection does to the command in it
+
+
+def test_a_stuck_ask_is_given_up_and_asked_again_on_new_connections(default_topo,
+                                                                    monkeypatch):
+    """A node that vanished mid-command: no answer ever comes on that connection. The
+    watch gives the ask up (closing its connections), asks again on a Lab of its own, and
+    says so; the deadline doubles while asks keep being given up."""
+    import threading
+
+    monkeypatch.setattr(watch, "ASK_DEADLINE_S", 0.2)
+    siblings: list[types.SimpleNamespace] = []
+
+    def sibling(lab):
+        released = threading.Event()
+        node_ = types.SimpleNamespace(transport=StuckTransport(released))
+        s = types.SimpleNamespace(topo=default_topo, vip=str(default_topo.vip),
+                                  nodes={"lb02": node_}, released=released)
+        siblings.append(s)
+        return s
+
+    def gather(lab):
+        if lab is siblings[0]:
+            lab.released.wait(30)  # stuck until its connections are closed
+            raise HalabError("lost the SSH connection to lb02")
+        return healthy(default_topo)
+
+    monkeypatch.setattr(watch, "_sibling", sibling)
+    monkeypatch.setattr(watch.status, "gather", gather)
+    monkeypatch.setattr(watch.steady, "problems", lambda lab: [])
+    monkeypatch.setattr(watch.Watch, "_arp", lambda self, lab: ("lb01", None))
+    w, _ = fake_watch(default_topo)
+    w.poll_every = 0.05
+    assert w.ask_deadline() == pytest.approx(0.2)
+    poller = threading.Thread(target=w._poll_loop, daemon=True)
+    poller.start()
+    try:
+        w.wait_polled(timeout=10)
+    finally:
+        w._stop.set()
+        poller.join(5)
+    assert len(siblings) >= 2 and siblings[0].released.is_set()
+    assert w._polled is not None and w._polled.status is not None
+    assert [e.text for e in w._pending] == [
+        "watch: asking the lab took over 0 s; asking again on new connections"]
+    w._given_up = 2
+    assert w.ask_deadline() == pytest.approx(0.2 * 4)
+    w._given_up = 20
+    assert w.ask_deadline() == watch.ASK_DEADLINE_MAX_S
