@@ -291,10 +291,12 @@ def demo(file: LabFile = Path("lab.yaml")) -> None:
 @app.command()
 def watch(file: LabFile = Path("lab.yaml"),
           interval: Annotated[float, typer.Option(
-              help="seconds between the client's probes (and the LBs' VIP samples)")] = 0.1,
+              min=0.01, help="seconds between the client's probes (and the LBs' VIP "
+              "samples)")] = 0.1,
           poll: Annotated[float, typer.Option(
-              help="seconds between asks of status, steadiness and the client's ARP")] = 2.0,
-          window: Annotated[float, typer.Option(help="seconds the strips show")] = 30.0,
+              min=0.1, help="seconds between asks of status, steadiness and the client's "
+              "ARP")] = 2.0,
+          window: Annotated[float, typer.Option(min=1, help="seconds the strips show")] = 30.0,
           duration: Annotated[float | None, typer.Option(
               help="stop after this many seconds (default: at Ctrl-C)")] = None,
           once: Annotated[bool, typer.Option(

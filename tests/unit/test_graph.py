@@ -290,3 +290,28 @@ def test_halab_graph_of_a_bad_lab_file(tmp_path):
     (tmp_path / "lab.yaml").write_text("vip: 192.168.0.203\nnodes: []\n")
     p = _halab("graph", cwd=tmp_path)
     assert p.returncode == 2 and "nodes" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_halab_graph_at_a_terminal_draws_panels(tmp_path, default_text):
+    import os
+    import pty
+
+    (tmp_path / "lab.yaml").write_text(default_text)
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "LINES": "60", "NO_COLOR": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "lab", "graph"], cwd=tmp_path,
+                         stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert p.wait(timeout=30) == 0, p.stderr.read()
+    out = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode())
+    assert "╭─ lb01" in out and "▼ HAProxy forwards to" in out and "k8s-master-07" in out

@@ -353,3 +353,26 @@ def test_a_stuck_ask_is_given_up_and_asked_again_on_new_connections(default_topo
     assert w.ask_deadline() == pytest.approx(0.2 * 4)
     w._given_up = 20
     assert w.ask_deadline() == watch.ASK_DEADLINE_MAX_S
+
+
+# -- the command ---------------------------------------------------------------------------------
+def _halab(*args: str, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_halab_watch_of_a_lab_that_is_not_up(tmp_path, default_text):
+    (tmp_path / "lab.yaml").write_text(default_text.replace("name: halab", "name: notup"))
+    p = _halab("watch", "--once", cwd=tmp_path)
+    assert p.returncode == 4 and "not up" in p.stderr and p.stdout == ""
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("option", ["--interval", "--poll", "--window"])
+def test_halab_watch_refuses_a_pace_of_zero(tmp_path, default_text, option):
+    (tmp_path / "lab.yaml").write_text(default_text.replace("name: halab", "name: notup"))
+    p = _halab("watch", option, "0", cwd=tmp_path)
+    assert p.returncode == 2 and option in p.stderr and "Traceback" not in p.stderr
