@@ -112,10 +112,18 @@ class Frame:
 
 
 def with_live_vip(st: status.LabStatus, holders: list[str] | None) -> status.LabStatus:
-    """``st`` with every LB's hold on the VIP taken from ``holders`` (None: unknown)."""
+    """``st`` with every LB's hold on the VIP taken from ``holders``. When those are
+    unknown, an LB the status found down still holds nothing (observe's rule); every other
+    LB is unknown."""
     lbs = {n.name for n in st.nodes if n.name in st.backends}
-    nodes = [dataclasses.replace(n, holds_vip=None if holders is None else n.name in holders)
-             if n.name in lbs else n for n in st.nodes]
+
+    def holds(n: status.NodeStatus) -> bool | None:
+        if holders is not None:
+            return n.name in holders
+        return False if n.state in observe.DOWN_STATES else None
+
+    nodes = [dataclasses.replace(n, holds_vip=holds(n)) if n.name in lbs else n
+             for n in st.nodes]
     return dataclasses.replace(
         st, nodes=nodes,
         vip_holders=[] if holders is None else [n.name for n in nodes if n.name in holders],
@@ -312,9 +320,9 @@ class Watch:
             asker = threading.Thread(target=self._ask, args=(self._asking, t0, result),
                                      daemon=True, name="halab-watch-ask")
             asker.start()
-            asker.join(self.ask_deadline())
-            if asker.is_alive():
-                self._give_up(self._asking, time.monotonic() - t0)
+            why = self._wait(asker, self._asking)
+            if why:
+                self._give_up(self._asking, why)
                 self._asking = None
                 self._given_up += 1
                 continue  # at once, on fresh connections
@@ -337,16 +345,34 @@ class Watch:
         return min(ASK_DEADLINE_MAX_S,
                    max(ASK_DEADLINE_S, 3 * self.last_poll_s) * 2 ** self._given_up)
 
-    def _give_up(self, lab: Lab, waited: float) -> None:
+    def _wait(self, asker: threading.Thread, lab: Lab) -> str:
+        """Wait for an ask; why it was given up, or "" when it came back. It is given up
+        when a node went down while it was being asked (a command in flight there never
+        returns), or when it took far longer than the one before."""
+        t0 = time.monotonic()
+        before = _states(lab)
+        while asker.is_alive():
+            asker.join(0.5)
+            if not asker.is_alive():
+                break
+            now = _states(lab)
+            gone = [n for n, st in now.items() if st in observe.DOWN_STATES
+                    and before.get(n) not in observe.DOWN_STATES]
+            if gone:
+                return f"{', '.join(gone)} went down while the lab was being asked"
+            if time.monotonic() - t0 > self.ask_deadline():
+                return f"asking the lab took over {time.monotonic() - t0:.0f} s"
+        return ""
+
+    def _give_up(self, lab: Lab, why: str) -> None:
         """An ask is stuck: typically on an SSH connection whose node crashed while a
         command was in flight (no RST ever comes, and paramiko waits an hour to open a
         channel). Its connections are closed, which ends it with an error nobody reads;
         the next ask starts on a Lab object of its own. Meanwhile the status ages, and the
         verdict says unknown once it is stale."""
         with self._lock:  # from the poll thread: frame() takes it in with its own
-            self._pending.append(Event(time.monotonic(), "watch", f"watch: asking the lab "
-                                       f"took over {waited:.0f} s; asking again on new "
-                                       "connections"))
+            self._pending.append(Event(time.monotonic(), "watch", f"watch: {why}; asking "
+                                       "again on new connections"))
         _close(lab)
 
     def poll_once(self, lab: Lab | None = None) -> Polled:
@@ -483,6 +509,17 @@ class Watch:
 def _sibling(lab: Lab) -> Lab:
     """Another Lab object of the same lab: its own provider handle and connections."""
     return Lab(lab.topo, lab.state.dir.parent.parent, lab.provider.name)
+
+
+def _states(lab: Lab) -> dict[str, str]:
+    """Every node's state as the provider tells it (no SSH: it cannot hang on a node)."""
+    out = {}
+    for n in lab.topo.nodes:
+        try:
+            out[n.name] = lab.provider.node_state(n.name)
+        except Exception:  # noqa: BLE001 - a provider that cannot tell says nothing new
+            out[n.name] = "unknown"
+    return out
 
 
 def _close(lab: Lab) -> None:

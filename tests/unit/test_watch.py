@@ -5,6 +5,7 @@ the real lab under a running watch and sees each verdict word come out."""
 from __future__ import annotations
 
 import dataclasses
+import time
 import types
 
 import pytest
@@ -246,6 +247,10 @@ def test_live_vip_overrides_the_polled_one(default_topo):
     st = watch.with_live_vip(healthy(default_topo), None)
     assert st.vip_holders == [] and st.vip_unknown == ["lb01", "lb02"]
     assert node(st, "client").holds_vip is None
+    crashed = healthy(default_topo)
+    node(crashed, "lb02").state = "crashed"
+    st = watch.with_live_vip(crashed, None)
+    assert st.vip_unknown == ["lb01"] and node(st, "lb02").holds_vip is False
 
 
 def test_watch_refuses_nonsense_settings(default_topo):
@@ -321,7 +326,9 @@ def test_a_stuck_ask_is_given_up_and_asked_again_on_new_connections(default_topo
         released = threading.Event()
         node_ = types.SimpleNamespace(transport=StuckTransport(released))
         s = types.SimpleNamespace(topo=default_topo, vip=str(default_topo.vip),
-                                  nodes={"lb02": node_}, released=released)
+                                  nodes={"lb02": node_}, released=released,
+                                  provider=types.SimpleNamespace(
+                                      node_state=lambda name: "running"))
         siblings.append(s)
         return s
 
@@ -347,10 +354,11 @@ def test_a_stuck_ask_is_given_up_and_asked_again_on_new_connections(default_topo
         poller.join(5)
     assert len(siblings) >= 2 and siblings[0].released.is_set()
     assert w._polled is not None and w._polled.status is not None
-    assert [e.text for e in w._pending] == [
-        "watch: asking the lab took over 0 s; asking again on new connections"]
+    [given_up] = [e.text for e in w._pending]
+    assert given_up.startswith("watch: asking the lab took over ")
+    assert given_up.endswith(" s; asking again on new connections")
     w._given_up = 2
-    assert w.ask_deadline() == pytest.approx(0.2 * 4)
+    assert w.ask_deadline() == pytest.approx(max(0.2, 3 * w.last_poll_s) * 4)
     w._given_up = 20
     assert w.ask_deadline() == watch.ASK_DEADLINE_MAX_S
 
@@ -376,3 +384,22 @@ def test_halab_watch_refuses_a_pace_of_zero(tmp_path, default_text, option):
     (tmp_path / "lab.yaml").write_text(default_text.replace("name: halab", "name: notup"))
     p = _halab("watch", option, "0", cwd=tmp_path)
     assert p.returncode == 2 and option in p.stderr and "Traceback" not in p.stderr
+
+
+def test_an_ask_is_given_up_when_a_node_goes_down_under_it(default_topo, monkeypatch):
+    import threading
+
+    released = threading.Event()
+    states = {"lb02": "running"}
+    lab = types.SimpleNamespace(
+        topo=default_topo, provider=types.SimpleNamespace(
+            node_state=lambda name: states.get(name, "running")))
+    asker = threading.Thread(target=lambda: released.wait(30), daemon=True)
+    asker.start()
+    w, _ = fake_watch(default_topo)
+    threading.Timer(0.3, lambda: states.update(lb02="crashed")).start()
+    t0 = time.monotonic()
+    why = w._wait(asker, lab)  # type: ignore[arg-type]
+    assert why == "lb02 went down while the lab was being asked"
+    assert time.monotonic() - t0 < w.ask_deadline(), "given up on evidence, not the clock"
+    released.set()
