@@ -311,26 +311,17 @@ def watch(file: LabFile = Path("lab.yaml"),
 
     lab = _open(file)
     lab.require_up()
-    columns = max(20, min(120, out.width - 60)) if _tty() else 60
+    tty = _tty()
     word = "unknown"
     try:
-        with lab_watch.Watch(lab, interval, poll, window, columns) as w:
+        with lab_watch.Watch(lab, interval, poll, window,
+                             columns=max(20, min(120, out.width - 60)) if tty else 60) as w:
             if once:
-                w.wait_polled()
-                time.sleep(min(2.0, 3 * interval + lab.prober.timeout))  # a few probes
-                f = w.frame()
-                word = f.verdict[0]
-                if _tty():
-                    out.print(screen.render(f, show_graph=show_graph))
-                else:
-                    sys.stdout.write("\n".join(screen.summary_lines(f)) + "\n")
-                    if show_graph:
-                        from lab import graph as lab_graph
-
-                        sys.stdout.write("\n" + lab_graph.to_text(lab_graph.build(
-                            lab.topo, f.status, screen.latest_probes(f))))
+                word = screen.once(w, out if tty else None, show_graph)
+            elif tty:
+                screen.live(w, out, duration, show_graph)
             else:
-                _watch_loop(w, duration, show_graph)
+                screen.lines(w, sys.stdout, duration)
     except KeyboardInterrupt:
         pass  # the way a watch ends
     finally:
@@ -338,48 +329,6 @@ def watch(file: LabFile = Path("lab.yaml"),
         lab.close()
     if once and word != "steady":
         raise typer.Exit(1)
-
-
-def _watch_loop(w: object, duration: float | None, show_graph: bool) -> None:
-    from rich.live import Live
-
-    from lab import screen
-    from lab.watch import Watch
-
-    assert isinstance(w, Watch)
-    end = None if duration is None else time.monotonic() + duration
-    printed = 0
-    f = w.frame()
-    if _tty():
-        with Live(screen.render(f, show_graph=show_graph), console=out, screen=True,
-                  auto_refresh=False) as live:
-            try:
-                while end is None or time.monotonic() < end:
-                    time.sleep(0.25)
-                    f = w.frame()
-                    live.update(screen.render(f, show_graph=show_graph), refresh=True)
-            except KeyboardInterrupt:
-                pass
-        # The screen is gone with the alternate buffer: what happened stays in the terminal.
-        for e in w.frame().events:
-            out.print(screen.event_text(f, e))
-        return
-    sys.stdout.write(f"# halab watch: lab {w.lab.topo.name}, VIP {w.lab.vip}; one line per "
-                     "change\n")
-    try:
-        while end is None or time.monotonic() < end:
-            f = w.frame()
-            for e in f.events[printed:]:
-                sys.stdout.write(screen.event_line(f, e) + "\n")
-            printed = len(f.events)
-            sys.stdout.flush()
-            time.sleep(0.25)
-    except KeyboardInterrupt:
-        pass
-    f = w.frame()
-    for e in f.events[printed:]:
-        sys.stdout.write(screen.event_line(f, e) + "\n")
-    sys.stdout.write("# now\n" + "\n".join(screen.summary_lines(f)) + "\n")
 
 
 @app.command()

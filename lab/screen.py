@@ -5,13 +5,20 @@ as colours (a screen read without colour, or a log, must say the same).
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from lab import graph
 from lab.probes import Record
-from lab.watch import Event, Frame, KindView
+from lab.watch import Event, Frame, KindView, Watch
+
+# How often the screen (and a pipe's lines) catch up with the watch.
+REFRESH_S = 0.25
 
 VERDICT_STYLES = {"steady": "bold white on green", "degraded": "bold black on yellow",
                   "outage": "bold white on red", "unknown": "bold black on bright_yellow"}
@@ -166,3 +173,64 @@ def summary_lines(f: Frame) -> list[str]:
     lines += [f"{k.kind}\t{kind_now(f, k).plain}" for k in f.kinds.values()]
     lines.append(f"ARP\t{arp_now(f).plain}")
     return lines
+
+
+# -- the ways `halab watch` shows a watch ----------------------------------------------------------
+def once(w: Watch, console: Console | None, show_graph: bool) -> str:
+    """One picture once every observer has answered (a few probes, one status); the word.
+    ``console``: a terminal; None: plain lines (and the drawing) on stdout."""
+    w.wait_polled()
+    time.sleep(min(2.0, 3 * w.interval + w.prober.timeout))  # a few probes of each kind
+    f = w.frame()
+    if console is not None:
+        console.print(render(f, show_graph=show_graph))
+    else:
+        sys.stdout.write("\n".join(summary_lines(f)) + "\n")
+        if show_graph:
+            sys.stdout.write("\n" + graph.to_text(graph.build(f.topo, f.status,
+                                                               latest_probes(f))))
+    return f.verdict[0]
+
+
+def live(w: Watch, console: Console, duration: float | None, show_graph: bool) -> None:
+    """The screen, redrawn until ``duration`` or Ctrl-C; then what happened, in the
+    terminal's own scrollback (the screen goes with the alternate buffer)."""
+    from rich.live import Live
+
+    end = None if duration is None else time.monotonic() + duration
+    f = w.frame()
+    with Live(render(f, show_graph=show_graph), console=console, screen=True,
+              auto_refresh=False) as shown:
+        try:
+            while end is None or time.monotonic() < end:
+                time.sleep(REFRESH_S)
+                f = w.frame()
+                shown.update(render(f, show_graph=show_graph), refresh=True)
+        except KeyboardInterrupt:
+            pass
+    f = w.frame()
+    for e in f.events:
+        console.print(event_text(f, e))
+
+
+def lines(w: Watch, out: TextIO, duration: float | None) -> None:
+    """In a pipe: a header, one line per change as it comes, and the state at the end."""
+    out.write(f"# halab watch: lab {w.lab.topo.name}, VIP {w.lab.vip}; one line per "
+              "change\n")
+    end = None if duration is None else time.monotonic() + duration
+    printed = 0
+    try:
+        while end is None or time.monotonic() < end:
+            f = w.frame()
+            for e in f.events[printed:]:
+                out.write(event_line(f, e) + "\n")
+            printed = len(f.events)
+            out.flush()
+            time.sleep(REFRESH_S)
+    except KeyboardInterrupt:
+        pass
+    f = w.frame()
+    for e in f.events[printed:]:
+        out.write(event_line(f, e) + "\n")
+    out.write("# now\n" + "\n".join(summary_lines(f)) + "\n")
+    out.flush()
