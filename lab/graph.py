@@ -23,6 +23,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
+from lab.observe import DOWN_STATES
 from lab.probes import Record
 from lab.status import LabStatus, NodeStatus
 from lab.topology import Node as NodeSpec
@@ -32,9 +33,8 @@ from provision import names
 # The probe kinds a client view shows, with the port each one goes to through the VIP.
 PROBE_KINDS = {"api": names.PORTS[names.API_PROXY], "https": names.PORTS[names.INGRESS_PROXY],
                "http": names.PORTS[names.HTTP_PROXY]}
-# Node states in which a load balancer forwards nothing (lab.observe.DOWN_STATES, plus a
-# node that is gone altogether).
-NOT_FORWARDING = frozenset({"crashed", "link-down", "frozen", "absent"})
+# Node states in which a load balancer forwards nothing: observe's, where it holds nothing.
+NOT_FORWARDING = DOWN_STATES
 
 
 class State(StrEnum):
@@ -234,7 +234,7 @@ def build(topo: Topology, status: LabStatus | None = None,
                 notes = ("VIP: ?", *notes)
         lbs.append(GNode(lb.name, lb.name, Kind.LOADBALANCER,
                          (str(lb.address), f"{lb.vrrp.state} · priority {lb.vrrp.priority}",
-                          "haproxy · keepalived"), st, notes))
+                          f"{names.HAPROXY_UNIT} · {names.KEEPALIVED_UNIT}"), st, notes))
     tiers.append(lbs)
     backends = []
     for b in _backends(topo):
