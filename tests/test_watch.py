@@ -305,7 +305,7 @@ def _halab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.disruptive
-def test_halab_watch_and_graph_live_say_what_broke(steady, lab_file):
+def test_halab_watch_and_graph_live_say_what_broke(steady, lab_file, tmp_path):
     """In a pipe: `watch --once` (exit 0 only when steady), `graph --live`, and a running
     watch that prints one line per change."""
     lab = steady
@@ -326,9 +326,10 @@ def test_halab_watch_and_graph_live_say_what_broke(steady, lab_file):
     for m in lab.masters:
         assert f'"{backup}" -> "{m.name}" [label="haproxy stopped", color=gray70' in p.stdout
 
+    errors = tmp_path / "watch.stderr"
     watcher = subprocess.Popen([sys.executable, "-m", "lab", "watch", "-f", f, "--no-graph",
                                 "--poll", str(POLL)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                               stderr=errors.open("w"), text=True, cwd=ROOT)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(watcher.stdout or []), daemon=True)
     reader.start()
@@ -349,13 +350,13 @@ def test_halab_watch_and_graph_live_say_what_broke(steady, lab_file):
         until("the watch to tell that haproxy started and the lab is steady again", told,
               timeout=bound)
         watcher.send_signal(signal.SIGINT)  # how a person ends a watch
-        _, err = watcher.communicate(timeout=60)
-        reader.join(timeout=10)
+        watcher.wait(timeout=60)
+        reader.join(timeout=10)  # the one reader of its stdout, to the end
     finally:
         if watcher.poll() is None:
             watcher.kill()  # our own child, by its PID
     out = "".join(lines)
-    assert watcher.returncode == 0, err
+    assert watcher.returncode == 0, errors.read_text()
     events = out.split("# now\n")[0].splitlines()
     first_broken = next(i for i, x in enumerate(events) if x.endswith(broken))
     assert any(x.endswith("lab: steady") for x in events[first_broken:]), out
