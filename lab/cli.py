@@ -150,13 +150,17 @@ def _plain(rows: list[list[str]]) -> None:
 
 def _status_rows(s: lab_status.LabStatus) -> tuple[list[list[str]], list[list[str]]]:
     """The status as two tables (nodes; HAProxy backends by LB), header rows first."""
-    nodes = [["node", "roles", "address", "state", "VIP", "daemons"]]
+    nodes = [["node", "roles", "address", "state", "VIP", "daemons", "VRRP"]]
     for n in s.nodes:
-        vip = "" if "loadbalancer" not in n.roles else (
+        lb = "loadbalancer" in n.roles
+        vip = "" if not lb else (
             "?" if n.holds_vip is None else "holds" if n.holds_vip else "")
         daemons = "?" if n.daemons is None else ", ".join(
             f"{d}{'' if st.active else ' (stopped)'}" for d, st in n.daemons.items())
-        nodes.append([n.name, ", ".join(n.roles), n.address, n.state, vip, daemons])
+        # As keepalived reports it (state, effective priority); "?": it could not be asked.
+        vrrp = "" if not lb else str(n.vrrp) if n.vrrp else (
+            "?" if "VRRP:" in (n.error or "") else "")
+        nodes.append([n.name, ", ".join(n.roles), n.address, n.state, vip, daemons, vrrp])
     lbs = list(s.backends)
     states = {lb: {(x.proxy, x.server): x.status for x in b.servers or []}
               for lb, b in s.backends.items()}

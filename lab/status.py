@@ -13,9 +13,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab import observe
+from lab import vrrp as lab_vrrp
 from lab.errors import HalabError
 from lab.lab import Lab
 from lab.topology import Role
+from lab.vrrp import VrrpState, VrrpUnknown
+from provision import names
 
 # Only a running LB is asked about HAProxy: a frozen VM or one cut off would hang the
 # query, and its answer would not be what the network sees anyway.
@@ -41,6 +44,10 @@ class NodeStatus:
     # (crashed, frozen, cut off) holds nothing the network can see: False
     daemons: dict[str, Daemon] | None  # {}: none managed (the client); None: not asked
     error: str | None = None  # what could not be asked, and why
+    # An LB's VRRP instance as its keepalived reports it (lab.vrrp): state, effective
+    # priority. None: not an LB, not asked (the node is down, keepalived is not running),
+    # or unknown (see error).
+    vrrp: VrrpState | None = None
 
 
 @dataclass
@@ -115,8 +122,16 @@ def node_status(lab: Lab, name: str) -> NodeStatus:
                 daemons = asked
             except Exception as e:  # noqa: BLE001
                 errors.append(f"daemons: {_why(e)}")
+    vrrp: VrrpState | None = None
+    keepalived = (daemons or {}).get(names.KEEPALIVED_UNIT)
+    if (Role.LOADBALANCER in spec.roles and state == "running"
+            and (keepalived is None or keepalived.active)):
+        try:
+            vrrp = lab_vrrp.ask(lab, name)
+        except VrrpUnknown as e:
+            errors.append(f"VRRP: {e}")
     return NodeStatus(name, [r.value for r in spec.roles], str(spec.address), state, holds,
-                      daemons, "; ".join(errors) or None)
+                      daemons, "; ".join(errors) or None, vrrp)
 
 
 def backends_status(lab: Lab, lb: str, state: str) -> Backends:

@@ -25,6 +25,11 @@ INGRESS_UNIT = "ingress"
 # The units that are nginx in this lab (the API server and ingress stand-ins).
 NGINX_UNITS = (APISERVER_UNIT, INGRESS_UNIT)
 
+# keepalived's main pid file, and where it writes its state dumps (SIGJSON, SIGUSR1): its
+# $TMPDIR, a runtime folder of the node's own (on the embedded lab /tmp is the host's).
+KEEPALIVED_PIDFILE = "/run/keepalived.pid"
+KEEPALIVED_DUMP_DIR = "/run/keepalived"
+
 # Config files, where the roles write them and the daemons read them.
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
