@@ -202,8 +202,18 @@ def _status_table(lab: Lab) -> None:
 
 
 @app.command()
-def status(file: LabFile = Path("lab.yaml"), as_json: JsonOpt = False) -> None:
-    """Nodes, roles, addresses, who holds the VIP, HAProxy's backends, daemons."""
+def status(file: LabFile = Path("lab.yaml"), as_json: JsonOpt = False,
+           live: Annotated[bool, typer.Option(
+               "--watch", help="live, until Ctrl-C: `halab watch` (its options there)")] = False,
+           ) -> None:
+    """Nodes, roles, addresses, who holds the VIP, VRRP as keepalived reports it, HAProxy's
+    backends, daemons."""
+    if live:
+        if as_json:
+            raise HalabError("`--watch` draws a screen (or lines in a pipe); for JSON, "
+                             "ask `halab status --json` as often as you need")
+        watch(file)
+        return
     lab = _open(file)
     try:
         lab.require_up()
@@ -319,7 +329,7 @@ def watch(file: LabFile = Path("lab.yaml"),
     word = "unknown"
     try:
         with lab_watch.Watch(lab, interval, poll, window,
-                             columns=max(20, min(120, out.width - 60)) if tty else 60) as w:
+                             columns=screen.strip_columns(out.width) if tty else 60) as w:
             if once:
                 word = screen.once(w, out if tty else None, show_graph)
             elif tty:
@@ -338,20 +348,25 @@ def watch(file: LabFile = Path("lab.yaml"),
 @app.command()
 def graph(file: LabFile = Path("lab.yaml"),
           fmt: Annotated[str, typer.Option(
-              "--format", help="text (a drawing), dot (Graphviz) or mermaid")] = "text",
-          live: Annotated[bool, typer.Option(
-              "--live", help="with what the running lab says: VIP holder, node and "
-              "daemon states, HAProxy's backends, the client's probes")] = False) -> None:
-    """The lab's topology as a graph, from lab.yaml (no lab needed), or --live."""
+              "--format", help="on stdout: dot (Graphviz), text (a drawing) or mermaid")] = "dot",
+          out_file: Annotated[Path | None, typer.Option(
+              "--out", help="write FILE instead: .svg or .png (drawn by Graphviz's dot), .dot, "
+              ".txt, .mmd")] = None,
+          static: Annotated[bool, typer.Option(
+              "--static", help="the topology from lab.yaml alone, even when the lab is "
+              "up")] = False) -> None:
+    """The lab's topology as a graph, with the VIP holder, VRRP (as keepalived reports it)
+    and HAProxy's backend states as they are now; from lab.yaml alone when the lab is not
+    up (or --static)."""
     from lab import graph as lab_graph
     from lab import topology
 
     if fmt not in lab_graph.FORMATS:
         raise typer.BadParameter(f"one of {', '.join(lab_graph.FORMATS)}, not '{fmt}'",
                                  param_hint="--format")
-    if live:
-        lab = _open(file)
-        lab.require_up()
+    topo = topology.load(file)
+    lab = None if static else _open(file)
+    if lab is not None and lab.is_up():
         try:
             g = lab_graph.build(lab.topo, lab_status.gather(lab),
                                 {k: lab.prober.probe(k) for k in lab_graph.PROBE_KINDS})
@@ -359,8 +374,14 @@ def graph(file: LabFile = Path("lab.yaml"),
             lab.prober.close()
             lab.close()
     else:
-        g = lab_graph.build(topology.load(file))
-    if fmt == "text" and _tty():
+        if lab is not None:
+            err.print(f"halab graph: lab '{topo.name}' is not up: the topology from "
+                      f"{file} alone", highlight=False)
+        g = lab_graph.build(topo)
+    if out_file is not None:
+        lab_graph.write(g, out_file)
+        out.print(f"wrote {out_file}", highlight=False)
+    elif fmt == "text" and _tty():
         out.print(lab_graph.to_rich(g))
     else:
         sys.stdout.write(lab_graph.FORMATS[fmt](g))

@@ -17,12 +17,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from rich.align import Align
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
+from lab.errors import HalabError, PrerequisiteError
 from lab.observe import DOWN_STATES
 from lab.probes import Record
 from lab.status import LabStatus, NodeStatus
@@ -225,10 +227,16 @@ def build(topo: Topology, status: LabStatus | None = None,
         assert lb.vrrp is not None
         st, notes = overlay(lb)
         if status is not None:
-            holds = by_status[lb.name].holds_vip
-            if holds:
+            ns = by_status[lb.name]
+            # VRRP as keepalived reports it: the state and the effective priority.
+            if ns.vrrp is not None:
+                notes = (f"keepalived: {ns.vrrp}", *notes)
+            elif ns.state == "running" and "VRRP:" in (ns.error or ""):
+                st = st if st is State.DOWN else State.UNKNOWN
+                notes = ("keepalived: ?", *notes)
+            if ns.holds_vip:
                 notes = ("holds the VIP", *notes)
-            elif holds is None:
+            elif ns.holds_vip is None:
                 # Down (a daemon known stopped) says more than unknown; the note stays.
                 st = st if st is State.DOWN else State.UNKNOWN
                 notes = ("VIP: ?", *notes)
@@ -455,4 +463,40 @@ def to_mermaid(g: Graph) -> str:
     return "\n".join(out) + "\n"
 
 
-FORMATS = {"text": to_text, "dot": to_dot, "mermaid": to_mermaid}
+FORMATS = {"dot": to_dot, "text": to_text, "mermaid": to_mermaid}
+# What `halab graph --out FILE` writes, by the file's suffix: a format of ours, or one that
+# Graphviz's `dot` renders from our DOT.
+OUT_SUFFIXES = {".dot": "dot", ".gv": "dot", ".txt": "text", ".mmd": "mermaid",
+                ".svg": "svg", ".png": "png"}
+
+
+def write(g: Graph, path: Path) -> None:
+    """``g`` into ``path``, in the format its suffix names (.svg and .png through `dot`)."""
+    suffix = path.suffix.lower()
+    if suffix not in OUT_SUFFIXES:
+        raise HalabError(f"halab graph --out {path}: cannot tell the format from the "
+                         f"suffix; use one of {', '.join(OUT_SUFFIXES)}")
+    fmt = OUT_SUFFIXES[suffix]
+    if fmt in FORMATS:
+        path.write_text(FORMATS[fmt](g))
+        return
+    render_with_dot(to_dot(g), fmt, path)
+
+
+def render_with_dot(dot: str, fmt: str, path: Path) -> None:
+    """Graphviz's `dot` (Debian's graphviz) draws the picture: no layout of ours."""
+    import shutil
+    import subprocess
+
+    from lab import packages
+
+    if shutil.which("dot") is None:
+        raise PrerequisiteError(
+            f"halab graph --out {path.name} needs Graphviz's `dot`, which is not installed: "
+            f"`apt-get install {packages.package_of('dot')}` (or write DOT with --out "
+            f"{path.stem}.dot and draw it elsewhere)")
+    p = subprocess.run(["dot", f"-T{fmt}", "-o", str(path)], input=dot.encode(),
+                       capture_output=True)
+    if p.returncode:
+        raise HalabError(f"Graphviz's `dot -T{fmt}` failed ({p.returncode}) writing {path}: "
+                         f"{p.stderr.decode(errors='replace').strip()}")

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lab import observe, status, steady
@@ -61,6 +60,8 @@ class KindView:
     failing_since: float | None  # first failed probe of an outage still going on
     last_outage: Outage | None  # the latest outage that ended
     cells: tuple[str, ...] = ()  # the strip, oldest first: "ok", "fail", "" (no probe)
+    rate: float | None = None  # the share of good probes in the window; None: no probe
+    latency: float | None = None  # the median latency of the good ones, s
 
 
 @dataclass(frozen=True)
@@ -231,8 +232,12 @@ def kind_view(kind: str, records: list[Record], now: float, stale_after: float,
         failing_since = r.t
     outages = compute_outages(records)
     ended = outages[:-1] if failing_since is not None else outages
+    seen = [r for r in records if r.t >= start]
+    good = sorted(r.latency for r in seen if r.ok)
     return KindView(kind, last, served, failing_since, ended[-1] if ended else None,
-                    probe_cells(records, start, width, n))
+                    probe_cells(records, start, width, n),
+                    len(good) / len(seen) if seen else None,
+                    good[len(good) // 2] if good else None)
 
 
 # -- the engine --------------------------------------------------------------------------------
@@ -487,8 +492,9 @@ class Watch:
                 self._event(polled.done, "arp", "ARP: the client sends the VIP's packets to "
                             + ({None: "? (" + str(polled.arp_error) + ")", "": "nobody (no "
                                 "entry)"}.get(polled.arp, polled.arp or "")))
-            for line in _node_changes(before, polled):
-                self._event(polled.done, "node", line)
+            for what, line in status_changes(before.status if before else None,
+                                             polled.status):
+                self._event(polled.done, what, line)
         # This frame's events in the order they happened; earlier frames' stay as they were
         # (a pipe has printed them already).
         self._events[batch:] = sorted(self._events[batch:], key=lambda e: e.t)
@@ -546,20 +552,42 @@ def _holders_text(holders: list[str] | None) -> str:
     return f"on {holders[0]}"
 
 
-def _node_changes(before: Polled | None, now: Polled) -> Iterator[str]:
-    """Node states and daemons that changed between two polls."""
-    if now.status is None:
-        return
-    old = {n.name: n for n in before.status.nodes} if before and before.status else {}
-    for n in now.status.nodes:
+def status_changes(before: status.LabStatus | None,
+                   after: status.LabStatus | None) -> list[tuple[str, str]]:
+    """What changed between two statuses, as (kind, text): node states and daemons
+    ("node"), VRRP as keepalived reports it ("vrrp"), HAProxy's servers on each LB
+    ("backend"). Only what both statuses know is compared: a status that could not ask
+    something says nothing changed there (the verdict says it is unknown)."""
+    if before is None or after is None:
+        return []
+    out: list[tuple[str, str]] = []
+    old = {n.name: n for n in before.nodes}
+    for n in after.nodes:
         o = old.get(n.name)
         if o is None:
             continue
         if o.state != n.state:
-            yield f"{n.name}: {o.state} → {n.state}"
+            out.append(("node", f"{n.name}: {o.state} → {n.state}"))
         if o.daemons is not None and n.daemons is not None:
             for d, st in n.daemons.items():
                 was = o.daemons.get(d)
                 if was is not None and was.active != st.active:
-                    yield f"{n.name}: {d} {'started' if st.active else 'stopped'}"
+                    out.append(("node", f"{n.name}: {d} {'started' if st.active else 'stopped'}"))
+        if o.vrrp is not None and n.vrrp is not None:
+            if o.vrrp.state != n.vrrp.state:
+                out.append(("vrrp", f"{n.name}: VRRP {o.vrrp} → {n.vrrp}"))
+            elif o.vrrp.effective_priority != n.vrrp.effective_priority:
+                out.append(("vrrp", f"{n.name}: effective priority "
+                            f"{o.vrrp.effective_priority} → {n.vrrp.effective_priority}"))
+    for lb, b in after.backends.items():
+        a = before.backends.get(lb)
+        if a is None or a.servers is None or b.servers is None:
+            continue
+        was = {(x.proxy, x.server): x for x in a.servers}
+        for x in b.servers:
+            w = was.get((x.proxy, x.server))
+            if w is not None and w.up != x.up:
+                out.append(("backend", f"{lb}: {x.proxy}/{x.server} "
+                            f"{'UP' if x.up else 'DOWN'} ({x.status})"))
+    return out
 

@@ -1,7 +1,8 @@
-"""`halab watch` and `halab graph --live` on the real lab, broken the way real outages break
-it: every word the live view can say (steady, degraded, outage, unknown; a split brain, a
-stale ARP entry, a backend DOWN, an LB that forwards nothing) is seen to come out, and the
-healthy lab in the same run is seen as steady.
+"""`halab status --watch` (`halab watch`) and `halab graph` on the real lab, broken the way
+real outages break it: every word the live view can say (steady, degraded, outage,
+unknown; a split brain, a stale ARP entry, a backend DOWN, an LB that forwards nothing,
+VRRP as keepalived reports it) is seen to come out, and the healthy lab in the same run
+is seen as steady.
 
 The watch runs on a Lab object of its own (the CLI's situation: another process), while
 the test breaks the lab through the session's.
@@ -102,12 +103,19 @@ def test_a_steady_lab_is_steady(steady, own_lab):
         assert " STEADY " in _draw(f)
 
 
-def _draw(f: Frame) -> str:
+def _draw(f: Frame, width: int = 200, height: int = 80) -> str:
     from rich.console import Console
 
-    c = Console(width=200, record=True, color_system=None, file=open("/dev/null", "w"))
-    c.print(screen.render(f))
+    c = Console(width=width, height=height, record=True, color_system=None,
+                file=open("/dev/null", "w"))
+    c.print(screen.render(f, width, height))
     return c.export_text()
+
+
+def lb_row(f: Frame, lb: str) -> list[str]:
+    """The LB's row of the 80x24 screen, as words."""
+    return next(line for line in _draw(f, 80, 24).splitlines()
+                if line.startswith(f"{lb} ")).split()
 
 
 # -- outage, then degraded: the headline failover ---------------------------------------------
@@ -142,6 +150,16 @@ def test_haproxy_crash_is_an_outage_then_degraded_on_the_backup(steady, own_lab)
         assert g.edge("vip", backup).state is State.OK
         assert g.node("vip").notes == (f"on {backup}",)
         assert " DEGRADED " in _draw(f)
+        # VRRP as keepalived reports it: the backup MASTER, lb01 BACKUP, each with the
+        # effective priority its check leaves it.
+        f = seen(w, f"keepalived on {backup} reporting MASTER", lambda f: f.status is not None
+                 and (lambda n: n.vrrp is not None and n.vrrp.state == "MASTER")(
+                     next(n for n in f.status.nodes if n.name == backup)), 0)
+        assert lb_row(f, backup)[3] == "MASTER"
+        assert lb_row(f, master)[3] == "BACKUP"
+        assert any(x.startswith(f"{backup}: VRRP BACKUP") and "→ MASTER" in x
+                   for x in texts(f)), _explain(f)
+        assert "keepalived: MASTER" in " ".join(live_graph(f).node(backup).notes)
 
 
 # -- degraded: a backend DOWN ------------------------------------------------------------------
@@ -171,6 +189,9 @@ def test_a_dead_apiserver_is_degraded_and_its_edges_down(steady, own_lab):
         assert g.node(m).state is State.DOWN
         assert f"{m}: {names.APISERVER_UNIT} stopped" in texts(f)
         assert ":6443 DOWN" in _draw(f)
+        for lb in lab.load_balancers:
+            assert f"{lb.name}: {names.API_PROXY}/{m} DOWN" in " ".join(texts(f)), _explain(f)
+            assert lb_row(f, lb.name)[4:] == ["DOWN", f"{m}:{names.PORTS[names.API_PROXY]}"]
 
 
 # -- degraded: a load balancer down ------------------------------------------------------------
@@ -219,6 +240,30 @@ def g_client(f: Frame) -> State:
     return live_graph(f).edge(f.topo.client.name, graph.VIP_ID).state
 
 
+# -- keepalived stopped: what keepalived says, or why it says nothing --------------------------
+@pytest.mark.disruptive
+def test_keepalived_stopped_on_the_backup_is_said_so(steady, own_lab):
+    lab = steady
+    backup = lab.topo.best_backup_lb.name
+    with watching(own_lab) as w:
+        seen(w, "a steady lab", lambda f: f.verdict[0] == "steady", 0)
+        assert lb_row(w.frame(), backup)[3:5] == ["BACKUP", str(_effective(lab, backup))]
+        at = time.monotonic()
+        faults.stop(lab, backup, names.KEEPALIVED_UNIT)
+        f = seen(w, "keepalived stopped on the backup, asked since",
+                 lambda f: fresh(w, at)(f) and f.verdict[0] == "degraded", 0)
+        assert f"keepalived is not running on {backup}" in f.verdict[1]
+        row = lb_row(f, backup)
+        assert row[2:6] == ["keepalived", "stopped", "not", "running"], row
+        assert f"{backup}: keepalived stopped" in texts(f)
+
+
+def _effective(lab, lb: str) -> int:
+    """The effective priority keepalived should report with its check passing."""
+    spec = lab.topo.node(lb)
+    return spec.vrrp.priority + max(0, lab.topo.keepalived.check.weight)
+
+
 # -- unknown: an LB that cannot be asked -------------------------------------------------------
 @pytest.mark.disruptive
 def test_an_lb_that_cannot_be_asked_is_unknown_never_fine(steady, own_lab):
@@ -240,6 +285,10 @@ def test_an_lb_that_cannot_be_asked_is_unknown_never_fine(steady, own_lab):
         assert f.holders is None
         assert any("who holds the VIP is unknown" in x for x in f.verdict[1])
         assert "VIP: unknown (an LB could not be asked)" in texts(f)
+        row = lb_row(f, master)
+        assert row[1] == "?" and row[-2:] == ["unknown", "unknown"], row
+        assert any(x.startswith(f"{master}: could not be asked:") and "VRRP: cannot ask "
+                   "keepalived" in x for x in f.verdict[1]), _explain(f)
         g = live_graph(f)
         # lb01 is down (its sshd is known to be stopped) and its VIP unknown: never fine.
         assert g.node(master).state in (State.DOWN, State.UNKNOWN)
@@ -306,7 +355,7 @@ def _halab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.disruptive
 def test_halab_watch_and_graph_live_say_what_broke(steady, lab_file, tmp_path):
-    """In a pipe: `watch --once` (exit 0 only when steady), `graph --live`, and a running
+    """In a pipe: `watch --once` (exit 0 only when steady), `graph`, and a running
     watch that prints one line per change."""
     lab = steady
     backup = lab.topo.best_backup_lb.name
@@ -321,7 +370,7 @@ def test_halab_watch_and_graph_live_say_what_broke(steady, lab_file, tmp_path):
     lines = p.stdout.splitlines()
     assert lines[0] == f"degraded\thaproxy is not running on {backup}"
     assert f"{backup} DOWN" in p.stdout and "haproxy stopped" in p.stdout, "the graph"
-    p = _halab("graph", "-f", f, "--live", "--format", "dot")
+    p = _halab("graph", "-f", f)
     assert p.returncode == 0, p.stderr
     for m in lab.masters:
         assert f'"{backup}" -> "{m.name}" [label="haproxy stopped", color=gray70' in p.stdout
@@ -362,3 +411,57 @@ def test_halab_watch_and_graph_live_say_what_broke(steady, lab_file, tmp_path):
     assert any(x.endswith("lab: steady") for x in events[first_broken:]), out
     assert any(x.endswith(f"{backup}: haproxy started") for x in events), out
     assert out.split("# now\n")[1].splitlines()[0] == "steady\t-", out
+
+
+# -- at a terminal: 80x24, as over SSH -----------------------------------------------------------
+TMUX = "halab-watch-test"  # a tmux server of this test's own (-L): nobody else's sessions
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", "-L", TMUX, *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _screen() -> list[str]:
+    # -J joins what tmux wrapped: a line longer than the terminal shows as longer here.
+    return _tmux("capture-pane", "-p", "-J", "-t", "watch").splitlines()
+
+
+@pytest.mark.disruptive
+def test_status_watch_in_an_80x24_terminal(steady, lab_file):
+    """`halab status --watch` in a real 80x24 terminal (tmux): HAProxy SIGKILLed on lb01,
+    the screen shows lb02 holding the VIP and says so in an event line within the
+    config's bound (plus one redraw); every line fits; Ctrl-C ends it cleanly (exit 0,
+    the terminal back, what happened left in it)."""
+    lab = steady
+    master, backup = lab.topo.master_lb.name, lab.topo.best_backup_lb.name
+    command = (f"{sys.executable} -m lab status --watch -f {lab_file}; echo EXIT=$?; "
+               "sleep 600")
+    _tmux("new-session", "-d", "-s", "watch", "-x", "80", "-y", "24", "-c", str(ROOT),
+          command)
+    try:
+        until("the watch's screen, steady, the VIP on lb01", lambda: any(
+            " STEADY " in x for x in _screen()) and any(
+            x.startswith("VIP ") and x.endswith(f"on {master}") for x in _screen()),
+            timeout=60, interval=0.2)
+        at = faults.kill(lab, master, names.HAPROXY_UNIT)
+        bound = timing.haproxy_crash(lab.topo).with_margin + screen.REFRESH_S
+        until(f"the screen to show the VIP on {backup} and say so", lambda: any(
+            x.startswith("VIP ") and x.rstrip().endswith(f"on {backup}") for x in _screen())
+            and any(x.rstrip().endswith(f"VIP: on {backup}") for x in _screen()),
+            timeout=bound, interval=0.1)
+        took = time.monotonic() - at
+        shown = _screen()
+        assert len(shown) <= 24 and max(len(x) for x in shown) <= 80, "\n".join(shown)
+        print(f"the screen showed the VIP on {backup} {took:.2f} s after the kill "
+              f"(bound {bound:.2f} s)")
+        _tmux("send-keys", "-t", "watch", "C-c")
+        until("the watch to end on Ctrl-C", lambda: any(x == "EXIT=0" for x in _screen()),
+              timeout=30, interval=0.2)
+        after = _screen()
+        assert not any(" STEADY " in x or " DEGRADED " in x or " OUTAGE " in x
+                       for x in after), "the screen stayed: the terminal was not restored"
+        assert any(x.rstrip().endswith(f"VIP: on {backup}") for x in after), \
+            "what happened stays in the terminal"
+    finally:
+        subprocess.run(["tmux", "-L", TMUX, "kill-server"], capture_output=True)

@@ -131,7 +131,8 @@ def test_a_healthy_lab(default_topo):
     assert g.live
     assert all(n.state is State.OK for n in g.nodes), [(n.id, n.state) for n in g.nodes]
     assert g.node("vip").notes == ("on lb01",)
-    assert g.node("lb01").notes == ("holds the VIP",)
+    assert g.node("lb01").notes == ("holds the VIP", "keepalived: MASTER 102")
+    assert g.node("lb02").notes == ("keepalived: BACKUP 101",)
     assert (g.edge("vip", "lb01").state, g.edge("vip", "lb01").label) == (
         State.OK, "MASTER 100 · holds it")
     assert (g.edge("vip", "lb02").state, g.edge("vip", "lb02").label) == (
@@ -146,7 +147,7 @@ def test_a_healthy_lab(default_topo):
 def test_a_crashed_lb_is_down_and_forwards_nothing(default_topo):
     st = healthy(default_topo)
     lb01 = node(st, "lb01")
-    lb01.state, lb01.holds_vip, lb01.daemons = "crashed", False, None
+    lb01.state, lb01.holds_vip, lb01.daemons, lb01.vrrp = "crashed", False, None, None
     lb01.error = "daemons: not asked, the node is crashed"
     st.backends["lb01"] = Backends(None, "not asked, the node is crashed")
     st.vip_holders = ["lb02"]
@@ -275,15 +276,56 @@ def test_halab_graph_needs_no_lab(fmt, start, tmp_path, default_text):
 
 def test_halab_graph_refuses_an_unknown_format():
     p = _halab("graph", "--format", "png")
-    assert p.returncode == 2 and "text, dot, mermaid" in p.stderr
+    assert p.returncode == 2 and "dot, text, mermaid" in p.stderr
     assert "Traceback" not in p.stderr
 
 
-def test_halab_graph_live_of_a_lab_that_is_not_up(tmp_path, default_text):
+def test_halab_graph_of_a_lab_that_is_not_up_is_lab_yaml_s(tmp_path, default_text):
     (tmp_path / "lab.yaml").write_text(default_text.replace("name: halab", "name: notup"))
-    p = _halab("graph", "--live", cwd=tmp_path)
-    assert p.returncode == 4 and "not up" in p.stderr and p.stdout == ""
-    assert "Traceback" not in p.stderr
+    p = _halab("graph", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith('digraph "lab notup" {')
+    assert "lab 'notup' is not up: the topology from lab.yaml alone" in p.stderr
+
+
+@pytest.mark.parametrize("suffix,magic", [(".svg", b"<svg"), (".png", b"\x89PNG"),
+                                          (".dot", b"digraph"), (".mmd", b"flowchart"),
+                                          (".txt", b"lab notup")])
+def test_halab_graph_out_draws_with_graphviz(tmp_path, default_text, suffix, magic):
+    (tmp_path / "lab.yaml").write_text(default_text.replace("name: halab", "name: notup"))
+    out = tmp_path / f"lab{suffix}"
+    p = _halab("graph", "--static", "--out", str(out), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    data = out.read_bytes()
+    assert magic in data[:400], data[:200]
+    if suffix == ".svg":
+        assert b"<title>lb01</title>" in data and b"k8s&#45;master&#45;07" in data
+
+
+def test_halab_graph_out_of_an_unknown_kind(tmp_path, default_text):
+    (tmp_path / "lab.yaml").write_text(default_text)
+    p = _halab("graph", "--static", "--out", "lab.pdf", cwd=tmp_path)
+    assert p.returncode == 1 and "cannot tell the format from the suffix" in p.stderr
+    assert ".svg" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_without_graphviz_the_error_names_the_package(tmp_path, default_topo, monkeypatch):
+    import shutil
+
+    from lab.errors import PrerequisiteError
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(PrerequisiteError, match="apt-get install graphviz"):
+        graph.write(graph.build(default_topo), tmp_path / "lab.svg")
+
+
+def test_keepalived_that_cannot_be_asked_is_unknown_in_the_graph(default_topo):
+    st = healthy(default_topo)
+    lb02 = node(st, "lb02")
+    lb02.vrrp, lb02.error = None, "VRRP: keepalived on lb02 wrote no dump within 2 s"
+    g = graph.build(default_topo, st)
+    assert g.node("lb02").state is State.UNKNOWN
+    assert "keepalived: ?" in g.node("lb02").notes
 
 
 def test_halab_graph_of_a_bad_lab_file(tmp_path):
@@ -299,7 +341,8 @@ def test_halab_graph_at_a_terminal_draws_panels(tmp_path, default_text):
     (tmp_path / "lab.yaml").write_text(default_text)
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "160", "LINES": "60", "NO_COLOR": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "lab", "graph"], cwd=tmp_path,
+    p = subprocess.Popen([sys.executable, "-m", "lab", "graph", "--format", "text"],
+                         cwd=tmp_path,
                          stdout=slave, stderr=subprocess.PIPE, env=env)
     os.close(slave)
     chunks = []

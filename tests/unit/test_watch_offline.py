@@ -230,14 +230,38 @@ def test_a_long_watch_forgets_what_is_out_of_the_window(default_topo, monkeypatc
     assert min(h.t for h in tl.holdings) >= 1000 - 30 - 10
 
 
-def test_node_and_daemon_changes_between_polls(default_topo):
-    before = Polled(1, 1.5, healthy(default_topo), None, (), "lb01")
-    st = healthy(default_topo)
-    node(st, "lb02").state = "frozen"
-    node(st, "lb01").daemons["haproxy"] = Daemon(False, None)
-    after = Polled(3, 3.5, st, None, (), "lb01")
-    assert list(watch._node_changes(before, after)) == ["lb01: haproxy stopped",
-                                                        "lb02: running → frozen"]
+def test_changes_between_two_statuses(default_topo):
+    """Events from diffing successive statuses: nodes, daemons, VRRP, backends."""
+    from lab.vrrp import VrrpState
+
+    before = healthy(default_topo)
+    after = healthy(default_topo)
+    node(after, "lb02").state = "frozen"
+    node(after, "lb01").daemons["haproxy"] = Daemon(False, None)
+    node(after, "lb01").vrrp = VrrpState("VI_1", "BACKUP", 100, 100, 101, 1.7e9, 1, 1)
+    for s in after.backends["lb01"].servers:
+        if s.server == "k8s-master-01" and s.proxy == "k8s-api-server":
+            s.status, s.up = "DOWN", False
+    assert watch.status_changes(before, after) == [
+        ("node", "lb01: haproxy stopped"),
+        ("vrrp", "lb01: VRRP MASTER 102 → BACKUP 100"),
+        ("node", "lb02: running → frozen"),
+        ("backend", "lb01: k8s-api-server/k8s-master-01 DOWN (DOWN)"),
+    ]
+    prio = healthy(default_topo)
+    node(prio, "lb01").vrrp = VrrpState("VI_1", "MASTER", 100, 100, 0, 1.7e9, 1, 0)
+    assert watch.status_changes(before, prio) == [
+        ("vrrp", "lb01: effective priority 102 → 100")]
+
+
+def test_what_a_status_could_not_ask_is_no_change(default_topo):
+    before = healthy(default_topo)
+    after = healthy(default_topo)
+    node(after, "lb01").vrrp = None
+    node(after, "lb01").daemons = None
+    after.backends["lb01"] = Backends(None, "SSH refused")
+    assert watch.status_changes(before, after) == []
+    assert watch.status_changes(None, after) == []
 
 
 def test_live_vip_overrides_the_polled_one(default_topo):
@@ -260,31 +284,79 @@ def test_watch_refuses_nonsense_settings(default_topo):
 
 
 # -- the drawing -------------------------------------------------------------------------------
-def draw(f: Frame, **kw) -> str:
-    c = Console(width=200, record=True, color_system=None, file=open("/dev/null", "w"))
-    c.print(screen.render(f, **kw))
+def draw(f: Frame, width: int = 200, height: int = 80, **kw) -> str:
+    c = Console(width=width, height=height, record=True, color_system=None,
+                file=open("/dev/null", "w"))
+    c.print(screen.render(f, width, height, **kw))
     return c.export_text()
 
 
-def test_the_screen_in_words(default_topo):
+def outage_frame(topo) -> Frame:
     t = 100.0
     kinds = {"api": view("api", [rec(t - 3), *[rec(t - 2 + i / 10, ok=False)
                                                 for i in range(15)]], t),
              "https": view("https", [rec(t - 0.2, "https")], t),
              "http": view("http", [rec(t - 0.2, "http")], t)}
     cells = tuple([["lb01"]] * 50 + [[]] * 5 + [["lb01", "lb02"]] * 3 + [None] * 2)
-    f = dataclasses.replace(frame(default_topo, kinds=kinds, holders=["lb01", "lb02"]),
-                            vip_cells=cells,
-                            events=(watch.Event(98.0, "api", "api: FAILING (connect: x)"),))
-    text = draw(f)
+    events = tuple(watch.Event(60.0 + i, "api", f"event {i}") for i in range(30)) + (
+        watch.Event(98.0, "api", "api: FAILING (connect: x)"),)
+    return dataclasses.replace(frame(topo, kinds=kinds, holders=["lb01", "lb02"]),
+                               vip_cells=cells, events=events)
+
+
+def test_the_screen_in_words(default_topo):
+    text = draw(outage_frame(default_topo))
     assert " OUTAGE " in text and "api: failing for 2.0 s" in text
     assert "1" * 50 + "_____!!!??" in text
     assert "SPLIT BRAIN: lb01 and lb02" in text
-    assert "FAILING for 2.0 s (connect: ConnectionRefusedError: refused)" in text
-    assert "ok 5 ms via lb01 → k8s-master-01" in text
+    assert "FAILING 2.0 s (connect: ConnectionRefusedError: refused)" in text
+    assert "ok 100% 5 ms via lb01→k8s-master-01" in text
     assert "t+  38.00 s  api: FAILING (connect: x)" in text
+    lb01 = next(line for line in text.splitlines() if line.startswith("lb01 "))
+    assert lb01.split() == ["lb01", "holds", "up", "MASTER", "102", "UP", "9/9"]
     assert "lab halab" in text and "k8s-master-07" in text, "the graph is drawn"
-    assert "k8s-master-07" not in draw(f, show_graph=False)
+    assert "k8s-master-07" not in draw(outage_frame(default_topo), show_graph=False)
+
+
+def test_80x24_fits_and_leaves_out_what_is_least_needed(default_topo):
+    """Over SSH in an 80x24 terminal: no line wider than 80 columns, no more than 24 lines;
+    the drawing goes first, then older events; the verdict, the strips, the LBs stay."""
+    f = outage_frame(default_topo)
+    f = dataclasses.replace(f, vip_cells=f.vip_cells[-screen.strip_columns(80):],
+                            kinds={k: dataclasses.replace(
+                                v, cells=v.cells[-screen.strip_columns(80):])
+                                for k, v in f.kinds.items()})
+    text = draw(f, 80, 24)
+    lines = text.rstrip("\n").splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert len(lines) <= 24, len(lines)
+    assert lines[0].startswith(" OUTAGE ") and "VIP 192.168.0.203" in lines[0]
+    assert any(line.startswith("VIP ") for line in lines)
+    assert any(line.startswith("lb02 ") and "BACKUP 101" in line for line in lines)
+    assert "api: FAILING (connect: x)" in text, "the newest event stays"
+    assert "event 0" not in text, "the oldest events go"
+    assert "k8s-master-07" not in text, "no room for the drawing"
+    assert "Ctrl-C quits" in lines[-1]
+
+
+def test_an_lb_that_cannot_be_asked_reads_unknown_with_the_reason(default_topo):
+    st = healthy(default_topo)
+    lb01 = node(st, "lb01")
+    lb01.vrrp, lb01.error = None, "VRRP: cannot ask keepalived on lb01: SSH refused"
+    st.backends["lb01"] = Backends(None, "SSH refused")
+    f = frame(default_topo, polled=Polled(99, 99.5, st, None, (), "lb01"))
+    text = draw(f, 80, 24)
+    row = next(line for line in text.splitlines() if line.startswith("lb01 "))
+    assert row.split()[3:] == ["unknown", "unknown"]
+    assert " UNKNOWN " in text
+    assert "lb01: could not be asked: VRRP: cannot ask keepalived on lb01" in text
+    st = healthy(default_topo)
+    node(st, "lb02").daemons["keepalived"] = Daemon(False, None)
+    node(st, "lb02").vrrp = None
+    f = frame(default_topo, polled=Polled(99, 99.5, st, None, ("keepalived is not running "
+                                                               "on lb02",), "lb01"))
+    row = next(line for line in draw(f).splitlines() if line.startswith("lb02 "))
+    assert "keepalived stopped" in row and "not running" in row
 
 
 def test_columns_before_the_watch_began_are_not_unknown(default_topo):
