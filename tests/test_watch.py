@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import faults, graph, sabotage, screen, timing
+from lab import faults, graph, observe, sabotage, screen, timing
 from lab.graph import State
 from lab.lab import Lab
 from lab.wait import until
@@ -442,7 +442,7 @@ def test_status_watch_in_an_80x24_terminal(steady, lab_file):
     try:
         until("the watch's screen, steady, the VIP on lb01", lambda: any(
             " STEADY " in x for x in _screen()) and any(
-            x.startswith("VIP ") and x.endswith(f"on {master}") for x in _screen()),
+            x.startswith("VIP ") and x.rstrip().endswith(f"on {master}") for x in _screen()),
             timeout=60, interval=0.2)
         at = faults.kill(lab, master, names.HAPROXY_UNIT)
         bound = timing.haproxy_crash(lab.topo).with_margin + screen.REFRESH_S
@@ -465,3 +465,30 @@ def test_status_watch_in_an_80x24_terminal(steady, lab_file):
             "what happened stays in the terminal"
     finally:
         subprocess.run(["tmux", "-L", TMUX, "kill-server"], capture_output=True)
+
+
+# -- the graph of the lab as it is now ---------------------------------------------------------
+def _holder_in_svg(svg: str) -> list[str]:
+    """The nodes whose box in Graphviz's SVG says it holds the VIP."""
+    import re
+
+    return [m.group(1) for m in re.finditer(
+        r'<g id="node\d+" class="node">\s*<title>([^<]+)</title>(.*?)</g>', svg, re.S)
+        if "holds the VIP" in m.group(2)]
+
+
+@pytest.mark.disruptive
+def test_the_graph_names_the_holder_before_and_after_a_failover(steady, lab_file, tmp_path):
+    lab = steady
+    master, backup = lab.topo.master_lb.name, lab.topo.best_backup_lb.name
+    svg = tmp_path / "lab.svg"
+    p = _halab("graph", "-f", str(lab_file), "--out", str(svg))
+    assert p.returncode == 0, p.stderr
+    assert _holder_in_svg(svg.read_text()) == [master]
+    faults.kill(lab, master, names.HAPROXY_UNIT)
+    observe.wait_vip(lab, [backup], timeout=timing.haproxy_crash(lab.topo).with_margin)
+    p = _halab("graph", "-f", str(lab_file), "--out", str(svg))
+    assert p.returncode == 0, p.stderr
+    text = svg.read_text()
+    assert _holder_in_svg(text) == [backup]
+    assert "keepalived: MASTER" in text and "haproxy stopped" in text
