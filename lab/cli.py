@@ -309,7 +309,7 @@ def watch(file: LabFile = Path("lab.yaml"),
               "samples)")] = 0.1,
           poll: Annotated[float, typer.Option(
               min=0.1, help="seconds between asks of status, steadiness and the client's "
-              "ARP")] = 2.0,
+              "ARP")] = 1.0,
           window: Annotated[float, typer.Option(min=1, help="seconds the strips show")] = 30.0,
           duration: Annotated[float | None, typer.Option(
               help="stop after this many seconds (default: at Ctrl-C)")] = None,

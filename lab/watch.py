@@ -249,7 +249,7 @@ class Watch:
     replaced whenever an ask gets stuck, so that one node that vanished mid-command holds
     nothing else up."""
 
-    def __init__(self, lab: Lab, interval: float = 0.1, poll: float = 2.0,
+    def __init__(self, lab: Lab, interval: float = 0.1, poll: float = 1.0,
                  window: float = 30.0, columns: int = 60,
                  kinds: tuple[str, ...] = KINDS, prober: Prober | None = None) -> None:
         if interval <= 0 or poll <= 0 or window <= 0 or columns < 1:
