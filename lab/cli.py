@@ -150,13 +150,17 @@ def _plain(rows: list[list[str]]) -> None:
 
 def _status_rows(s: lab_status.LabStatus) -> tuple[list[list[str]], list[list[str]]]:
     """The status as two tables (nodes; HAProxy backends by LB), header rows first."""
-    nodes = [["node", "roles", "address", "state", "VIP", "daemons"]]
+    nodes = [["node", "roles", "address", "state", "VIP", "daemons", "VRRP"]]
     for n in s.nodes:
-        vip = "" if "loadbalancer" not in n.roles else (
+        lb = "loadbalancer" in n.roles
+        vip = "" if not lb else (
             "?" if n.holds_vip is None else "holds" if n.holds_vip else "")
         daemons = "?" if n.daemons is None else ", ".join(
             f"{d}{'' if st.active else ' (stopped)'}" for d, st in n.daemons.items())
-        nodes.append([n.name, ", ".join(n.roles), n.address, n.state, vip, daemons])
+        # As keepalived reports it (state, effective priority); "?": it could not be asked.
+        vrrp = "" if not lb else str(n.vrrp) if n.vrrp else (
+            "?" if "VRRP:" in (n.error or "") else "")
+        nodes.append([n.name, ", ".join(n.roles), n.address, n.state, vip, daemons, vrrp])
     lbs = list(s.backends)
     states = {lb: {(x.proxy, x.server): x.status for x in b.servers or []}
               for lb, b in s.backends.items()}
@@ -198,8 +202,18 @@ def _status_table(lab: Lab) -> None:
 
 
 @app.command()
-def status(file: LabFile = Path("lab.yaml"), as_json: JsonOpt = False) -> None:
-    """Nodes, roles, addresses, who holds the VIP, HAProxy's backends, daemons."""
+def status(file: LabFile = Path("lab.yaml"), as_json: JsonOpt = False,
+           live: Annotated[bool, typer.Option(
+               "--watch", help="live, until Ctrl-C: `halab watch` (its options there)")] = False,
+           ) -> None:
+    """Nodes, roles, addresses, who holds the VIP, VRRP as keepalived reports it, HAProxy's
+    backends, daemons."""
+    if live:
+        if as_json:
+            raise HalabError("`--watch` draws a screen (or lines in a pipe); for JSON, "
+                             "ask `halab status --json` as often as you need")
+        watch(file)
+        return
     lab = _open(file)
     try:
         lab.require_up()
@@ -285,6 +299,92 @@ def demo(file: LabFile = Path("lab.yaml")) -> None:
     lab.close()
     if not verdict.passed:
         raise typer.Exit(1)
+
+
+# -- the training view: watch and graph ------------------------------------------------------
+@app.command()
+def watch(file: LabFile = Path("lab.yaml"),
+          interval: Annotated[float, typer.Option(
+              min=0.01, help="seconds between the client's probes (and the LBs' VIP "
+              "samples)")] = 0.1,
+          poll: Annotated[float, typer.Option(
+              min=0.1, help="seconds between asks of status, steadiness and the client's "
+              "ARP")] = 1.0,
+          window: Annotated[float, typer.Option(min=1, help="seconds the strips show")] = 30.0,
+          duration: Annotated[float | None, typer.Option(
+              help="stop after this many seconds (default: at Ctrl-C)")] = None,
+          once: Annotated[bool, typer.Option(
+              "--once", help="one picture once every observer has answered; exit 0 only "
+              "when the lab is steady")] = False,
+          show_graph: Annotated[bool, typer.Option("--graph/--no-graph",
+                                                   help="draw the topology")] = True) -> None:
+    """The lab live while you break it: who holds the VIP, what the client sees, what
+    changed and when, the topology. At a terminal a screen; in a pipe one line per change."""
+    from lab import screen
+    from lab import watch as lab_watch
+
+    lab = _open(file)
+    lab.require_up()
+    tty = _tty()
+    word = "unknown"
+    try:
+        with lab_watch.Watch(lab, interval, poll, window,
+                             columns=screen.strip_columns(out.width) if tty else 60) as w:
+            if once:
+                word = screen.once(w, out if tty else None, show_graph)
+            elif tty:
+                screen.live(w, out, duration, show_graph)
+            else:
+                screen.lines(w, sys.stdout, duration)
+    except KeyboardInterrupt:
+        pass  # the way a watch ends
+    finally:
+        lab.prober.close()
+        lab.close()
+    if once and word != "steady":
+        raise typer.Exit(1)
+
+
+@app.command()
+def graph(file: LabFile = Path("lab.yaml"),
+          fmt: Annotated[str, typer.Option(
+              "--format", help="on stdout: dot (Graphviz), text (a drawing) or mermaid")] = "dot",
+          out_file: Annotated[Path | None, typer.Option(
+              "--out", help="write FILE instead: .svg or .png (drawn by Graphviz's dot), .dot, "
+              ".txt, .mmd")] = None,
+          static: Annotated[bool, typer.Option(
+              "--static", help="the topology from lab.yaml alone, even when the lab is "
+              "up")] = False) -> None:
+    """The lab's topology as a graph, with the VIP holder, VRRP (as keepalived reports it)
+    and HAProxy's backend states as they are now; from lab.yaml alone when the lab is not
+    up (or --static)."""
+    from lab import graph as lab_graph
+    from lab import topology
+
+    if fmt not in lab_graph.FORMATS:
+        raise typer.BadParameter(f"one of {', '.join(lab_graph.FORMATS)}, not '{fmt}'",
+                                 param_hint="--format")
+    topo = topology.load(file)
+    lab = None if static else _open(file)
+    if lab is not None and lab.is_up():
+        try:
+            g = lab_graph.build(lab.topo, lab_status.gather(lab),
+                                {k: lab.prober.probe(k) for k in lab_graph.PROBE_KINDS})
+        finally:
+            lab.prober.close()
+            lab.close()
+    else:
+        if lab is not None:
+            err.print(f"halab graph: lab '{topo.name}' is not up: the topology from "
+                      f"{file} alone", highlight=False)
+        g = lab_graph.build(topo)
+    if out_file is not None:
+        lab_graph.write(g, out_file)
+        out.print(f"wrote {out_file}", highlight=False)
+    elif fmt == "text" and _tty():
+        out.print(lab_graph.to_rich(g))
+    else:
+        sys.stdout.write(lab_graph.FORMATS[fmt](g))
 
 
 # -- faults and chaos runs -------------------------------------------------------------------

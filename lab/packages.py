@@ -100,6 +100,11 @@ NEEDS: tuple[Need, ...] = (
           "exercise's keepalived stopped by name inside its node", "netns", "guest",
           also=("pkill",)),
     _need("ps", "procps", "testinfra's process checks", "netns", "guest"),
+    # -- seeing the lab ---------------------------------------------------------------------
+    _need("dot", "graphviz", "`halab graph --out lab.svg|.png` renders the topology",
+          "netns", "vagrant"),
+    _need("tmux", "tmux", "the live view's test drives `halab status --watch` in a real "
+          "80x24 terminal", "netns"),
     # -- SSH: Fabric and testinfra reach every node the same way -----------------------------
     _need("/usr/sbin/sshd", "openssh-server", "sshd in every node", "netns", "guest"),
     _need("/usr/lib/openssh/sftp-server", "openssh-sftp-server",
@@ -121,7 +126,7 @@ NEEDS: tuple[Need, ...] = (
     # Essential packages (always there); listed so that the registry covers what runs.
     _need("sh", "dash", "every command on a node runs through /bin/sh", "netns", "guest"),
     _need("timeout", "coreutils", "bounded commands in tests; stat, sha256sum for testinfra",
-          "netns", "guest", also=("cat", "chmod", "cp", "cut", "date", "dirname", "ls",
+          "netns", "guest", also=("cat", "chmod", "cp", "cut", "date", "dirname", "env", "ls",
                                   "mkdir", "rm", "sleep", "sha256sum", "stat", "touch")),
     _need("grep", "grep", "reading qdiscs and daemon output on the nodes", "netns", "guest"),
     _need("sed", "sed", "the sabotage suite breaks a node's config in place", "netns",

@@ -363,6 +363,14 @@ class Timeline:
         hs = self._sorted_holdings()
         return _holders_at(hs, t, stale, self._gaps(hs))
 
+    def holders_series(self, times: list[float],
+                       stale: float | None = None) -> list[list[str] | None]:
+        """``holders_at`` for many moments at once (a live view's columns): the samples are
+        sorted and their gaps measured once, not once per moment."""
+        hs = self._sorted_holdings()
+        gaps = self._gaps(hs)
+        return [_holders_at(hs, t, stale, gaps) for t in times]
+
     def unknown_holdings(self, after: float = 0.0) -> list[Holding]:
         """The samples that say an LB could not be asked."""
         return [h for h in self._sorted_holdings() if h.t >= after and h.holds is None]

@@ -10,7 +10,10 @@ API_PROXY = "k8s-api-server"  # *:6443 -> the masters' API servers
 INGRESS_PROXY = "k8s-nginx-ingress"  # *:443 -> the masters' ingress (TLS passed through)
 HTTP_PROXY = "lets-encrypt-http-resolver"  # *:80 -> the masters' ingress (plain HTTP)
 PROXIES = (HTTP_PROXY, INGRESS_PROXY, API_PROXY)
-API_PORT = 6443  # the API proxy's frontend, on every LB's own address and the VIP
+# The port each proxy binds on the VIP (haproxy.cfg.j2's `bind` lines; a unit test holds the
+# rendered file to these) and forwards to on its servers.
+PORTS = {API_PROXY: 6443, INGRESS_PROXY: 443, HTTP_PROXY: 80}
+API_PORT = PORTS[API_PROXY]  # on every LB's own address and the VIP
 
 # Debian's default admin socket (the guide dropped the line; observe reads `show stat` here).
 HAPROXY_STATS_SOCKET = "/run/haproxy/admin.sock"
@@ -22,6 +25,11 @@ APISERVER_UNIT = "kube-apiserver"
 INGRESS_UNIT = "ingress"
 # The units that are nginx in this lab (the API server and ingress stand-ins).
 NGINX_UNITS = (APISERVER_UNIT, INGRESS_UNIT)
+
+# keepalived's main pid file, and where it writes its state dumps (SIGJSON, SIGUSR1): its
+# $TMPDIR, a runtime folder of the node's own (on the embedded lab /tmp is the host's).
+KEEPALIVED_PIDFILE = "/run/keepalived.pid"
+KEEPALIVED_DUMP_DIR = "/run/keepalived"
 
 # Config files, where the roles write them and the daemons read them.
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"

@@ -21,10 +21,12 @@ from provision.pki import LabPki
 # Debian's daemons, run in the foreground so that any service manager can watch them.
 HAPROXY = Unit(names.HAPROXY_UNIT, ("/usr/sbin/haproxy", "-db", "-f", render.HAPROXY_CFG),
                "HAProxy load balancer", ("/run/haproxy",))
+# TMPDIR: where keepalived writes the state dumps lab.vrrp asks it for.
 KEEPALIVED = Unit(names.KEEPALIVED_UNIT, (
+    "/usr/bin/env", f"TMPDIR={names.KEEPALIVED_DUMP_DIR}",
     "/usr/sbin/keepalived", "--dont-fork", "--log-console", "--log-detail",
-    "-f", render.KEEPALIVED_CONF, "-p", "/run/keepalived.pid", "-r", "/run/vrrp.pid",
-    "-c", "/run/checkers.pid"), "keepalived VRRP daemon")
+    "-f", render.KEEPALIVED_CONF, "-p", names.KEEPALIVED_PIDFILE, "-r", "/run/vrrp.pid",
+    "-c", "/run/checkers.pid"), "keepalived VRRP daemon", (names.KEEPALIVED_DUMP_DIR,))
 APISERVER = Unit(names.APISERVER_UNIT, ("/usr/sbin/nginx", "-c", render.APISERVER_CONF,
                                     "-g", "daemon off;"),
                  "kube-apiserver stand-in (nginx)")

@@ -150,16 +150,12 @@ def with_live_vip(status: LabStatus, vip: Mapping[str, Any]) -> LabStatus:
 
 # -- the nodes -----------------------------------------------------------------------------
 def _vrrp(ns: NodeStatus | None) -> dict[str, Any] | None:
-    """keepalived's own report of an LB's VRRP state and effective priority, when lab.status
-    carries it. Not in this build's lab/status.py: the page says "not reported" then. The
-    attribute names are the one place to adapt when lab.status gains them."""
-    if ns is None:
+    """keepalived's own report of an LB's VRRP state and effective priority (lab.vrrp via
+    lab.status); None where it was not reported (the node's error then says why)."""
+    v = ns.vrrp if ns is not None else None
+    if v is None:
         return None
-    state = getattr(ns, "vrrp_state", None)
-    prio = getattr(ns, "vrrp_priority", None)
-    if state is None and prio is None:
-        return None
-    return {"state": state, "priority": prio}
+    return {"state": v.state, "priority": v.effective_priority}
 
 
 def nodes_view(topo: Topology, status: LabStatus | None, status_age: float | None,

@@ -24,6 +24,7 @@ from lab.topology import Role
 from lab.transport import Result
 
 ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "unit" / "data"
 BOX = set("┏┃━│┡└┗")
 
 
@@ -56,6 +57,9 @@ class FakeTransport:
             addrs += [str(w.topo.vip)] if self.node in w.holders else []
             return Result(command, 0, "".join(f"3: eth1    inet {a}/24 scope global eth1\n"
                                               for a in addrs), "")
+        if "--signum=JSON" in command:  # lab.vrrp asks keepalived for its JSON dump
+            dump = "master" if self.node in w.holders else "backup"
+            return Result(command, 0, (DATA / f"keepalived-{dump}.json").read_text(), "")
         if "show stat" in command:
             rows = ["# pxname,svname,status"]
             for proxy in ("k8s-api-server", "ingress-https"):
@@ -143,6 +147,9 @@ def test_status_json_healthy(fake_lab):
     assert lb01["state"] == "running" and lb01["holds_vip"] is True and lb01["error"] is None
     assert lb01["daemons"] == {"haproxy": {"active": True, "pid": 42},
                                "keepalived": {"active": True, "pid": 42}}
+    assert (lb01["vrrp"]["state"], lb01["vrrp"]["effective_priority"]) == ("MASTER", 102)
+    assert nodes["lb02"]["vrrp"]["state"] == "BACKUP"
+    assert nodes["client"]["vrrp"] is None
     assert nodes["lb02"]["holds_vip"] is False
     assert nodes["client"]["daemons"] == {} and nodes["client"]["holds_vip"] is None
     assert set(s["backends"]) == {"lb01", "lb02"}
@@ -190,13 +197,14 @@ def test_status_in_a_pipe_is_plain_tab_separated_lines(fake_lab, world):
     assert not BOX & set(out) and "…" not in out
     lines = out.splitlines()
     assert lines[0] == "# lab halab (netns), VIP 192.168.0.203 on no LB (unknown: lb01)"
-    assert lines[1].split("\t") == ["node", "roles", "address", "state", "VIP", "daemons"]
+    assert lines[1].split("\t") == ["node", "roles", "address", "state", "VIP", "daemons",
+                                    "VRRP"]
     rows = {line.split("\t")[0]: line.split("\t") for line in lines[2:8]}
-    assert all(len(r) == 6 for r in rows.values())
+    assert all(len(r) == 7 for r in rows.values())
     assert rows["lb01"] == ["lb01", "loadbalancer", "192.168.0.101", "running", "?",
-                            "haproxy, keepalived"]
-    assert rows["lb02"][3:] == ["crashed", "-", "?"]
-    assert rows["client"][4:] == ["-", "-"]
+                            "haproxy, keepalived", "MASTER 102"]
+    assert rows["lb02"][3:] == ["crashed", "-", "?", "-"]
+    assert rows["client"][4:] == ["-", "-", "-"]
     backends = lines[lines.index("# HAProxy backends (k8s-api-server / ingress)") + 1:]
     assert backends[0].split("\t") == ["server", "lb01", "lb02"]
     assert "k8s-api-server/k8s-master-07\tDOWN\t?" in backends

@@ -66,6 +66,11 @@ def argv_commands(argv: list[str | None]) -> list[str]:
         found.append(word)
         if word == "ip" and argv[i + 1:i + 3] == ["netns", "exec"]:
             i += 4
+        elif word.rsplit("/", 1)[-1] == "env":  # env [-i] [VAR=VALUE ...] CMD
+            i += 1
+            while i < len(argv) and argv[i] is not None and (
+                    "=" in argv[i] or argv[i].startswith("-")):
+                i += 1
         elif word in WRAPPERS:
             i += 1
             while i < len(argv) and (argv[i] is None or argv[i].startswith("-")
@@ -106,8 +111,8 @@ def commands_in_python(path: Path) -> list[tuple[str, int]]:
         name = node.func.attr if isinstance(node.func, ast.Attribute) else \
             node.func.id if isinstance(node.func, ast.Name) else ""
         if name == "Unit" and len(node.args) > 1 and isinstance(node.args[1], ast.Tuple):
-            first = _const(node.args[1].elts[0])
-            found += [(first, node.lineno)] if first else []
+            argv = [_flat(e) for e in node.args[1].elts]
+            found += [(c, node.lineno) for c in argv_commands(argv)]
         if name not in RUNNERS:
             continue
         # The command is the first argument (run_expect: the second, after the codes); the

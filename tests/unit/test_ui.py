@@ -143,7 +143,7 @@ def test_the_state_is_json_and_names_every_node(topo):
     lb01 = state["nodes"][0]
     assert lb01["holds_vip"] is True and lb01["configured"] == {"state": "MASTER",
                                                                 "priority": 100}
-    assert lb01["vrrp"] is None  # not reported by this build's lab.status
+    assert lb01["vrrp"] is None  # keepalived's report absent from this status: unknown
     assert {s["status"] for s in lb01["backends"]["servers"]} == {"UP"}
     assert state["client"]["state"] == "served" and state["client"]["via"] == "lb01"
     assert state["status"]["stale"] is False
@@ -290,9 +290,9 @@ def test_a_node_that_reported_no_daemons_gets_no_daemon_buttons_yet(topo):
 def test_the_picture_shows_the_holder_and_what_is_unknown(topo):
     dot = picture.topology_dot(topo, lab_status(topo, holders=("lb02",),
                                                 down_servers=("k8s-master-07",)))
-    assert "on lb02" in dot and 'label="DOWN"' in dot
+    assert "on lb02" in dot and ":6443 DOWN" in dot  # lab.graph's drawing
     unknown = picture.topology_dot(topo, lab_status(topo, unknown=("lb01",)))
-    assert "on unknown" in unknown and "VIP: ?" in unknown
+    assert "VIP: ?" in unknown and '"lb01 ?' in unknown
 
 
 def test_the_picture_is_graphviz_svg(topo):
@@ -595,3 +595,13 @@ def test_with_lab_exercises_the_panel_lists_them(monkeypatch, topo):
     static = json.loads(hub.static_json)["exercises"]
     assert static["available"] and static["catalogue"][0]["name"] == "equal-priorities"
     assert hub.state["exercise"]["available"] and hub.state["exercise"]["active"] is None
+
+
+def test_the_vrrp_state_is_keepalived_s_own_report(topo):
+    from lab.vrrp import VrrpState
+
+    snap = snapshot(topo)
+    lb01 = next(n for n in snap.status.nodes if n.name == "lb01")
+    lb01.vrrp = VrrpState("VI_1", "BACKUP", 100, 100, 101, 0.0, 1, 1)
+    state = view.build(snap)
+    assert state["nodes"][0]["vrrp"] == {"state": "BACKUP", "priority": 100}
