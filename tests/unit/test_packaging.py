@@ -74,3 +74,13 @@ def test_python_vagrant_still_has_the_private_attribute_halab_sets():
     vagrant = pytest.importorskip("vagrant", reason="python-vagrant: make setup-vagrant")
     v = vagrant.Vagrant(root="/nonexistent", quiet_stdout=True, quiet_stderr=True)
     assert hasattr(v, "_vagrant_exe"), "the isolated libvirt host sets it: see providers/vagrant"
+
+
+def test_test_files_have_unique_basenames():
+    """pytest imports test files by basename (no __init__.py in tests/): two files of one
+    name in different folders stop the whole run at collection."""
+    root = ROOT / "tests"
+    seen: dict[str, list[str]] = {}
+    for f in root.rglob("test_*.py"):
+        seen.setdefault(f.name, []).append(str(f.relative_to(root)))
+    assert not {n: p for n, p in seen.items() if len(p) > 1}
