@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
+from lab import observe, timing
 from lab.errors import HalabError
 from lab.exercises.exercise import Exercise, edit, restart
 from lab.lab import Lab
@@ -318,8 +319,12 @@ def _rogue_break(lab: Lab) -> None:
     # Debian's keepalived with its defaults: it forks into the background, as an init
     # script of the old load balancer would have started it.
     n.check_output("keepalived")
-    until(f"the forgotten keepalived on {host} to run",
-          lambda: n.run("pgrep -x keepalived").ok, timeout=10, interval=0.1)
+    # Broken when the learner can see it: the forgotten router holds the VIP (it outranks
+    # both LBs). A process alone is not yet a symptom: a check run before the rogue won
+    # would find a healthy lab (seen on a loaded machine).
+    until(f"the forgotten keepalived on {host} to take the VIP {lab.vip}",
+          lambda: observe.holds_vip(lab, host),
+          timeout=timing.node_crash(lab.topo).with_margin + 10, interval=0.1)
 
 
 def _rogue_fix(lab: Lab) -> None:
