@@ -379,9 +379,13 @@ def test_halab_watch_and_graph_live_say_what_broke(steady, lab_file, tmp_path):
         assert f'"{backup}" -> "{m.name}" [label="haproxy stopped", color=gray70' in p.stdout
 
     errors = tmp_path / "watch.stderr"
+    # SIGINT as a terminal delivers it: a run started in the background by a
+    # non-interactive shell (CI scripts, `cmd &`) inherits SIGINT ignored, and Python then
+    # never turns it into KeyboardInterrupt (seen in the pristine root: the watch went on).
     watcher = subprocess.Popen([sys.executable, "-m", "lab", "watch", "-f", f, "--no-graph",
                                 "--poll", str(POLL)], stdout=subprocess.PIPE,
-                               stderr=errors.open("w"), text=True, cwd=ROOT)
+                               stderr=errors.open("w"), text=True, cwd=ROOT,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(watcher.stdout or []), daemon=True)
     reader.start()
