@@ -155,9 +155,14 @@ def test_haproxy_crash_is_an_outage_then_degraded_on_the_backup(steady, own_lab)
         assert " DEGRADED " in _draw(f)
         # VRRP as keepalived reports it: the backup MASTER, lb01 BACKUP, each with the
         # effective priority its check leaves it.
-        f = seen(w, f"keepalived on {backup} reporting MASTER", lambda f: f.status is not None
-                 and (lambda n: n.vrrp is not None and n.vrrp.state == "MASTER")(
-                     next(n for n in f.status.nodes if n.name == backup)), 0)
+        def reported(f: Frame, lb: str, state: str) -> bool:
+            n = next(n for n in f.status.nodes if n.name == lb) if f.status else None
+            return n is not None and n.vrrp is not None and n.vrrp.state == state
+
+        # Each LB's keepalived is asked at its own moment: both tell once both have moved.
+        f = seen(w, f"keepalived reporting {backup} MASTER and {master} BACKUP",
+                 lambda f: reported(f, backup, "MASTER") and reported(f, master, "BACKUP"),
+                 timing.node_crash(lab.topo).with_margin)
         assert lb_row(f, backup)[3].startswith("MASTER ")
         assert lb_row(f, master)[3].startswith("BACKUP ")
         assert any(x.startswith(f"{backup}: VRRP BACKUP") and "→ MASTER" in x
