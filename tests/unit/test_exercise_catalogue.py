@@ -85,6 +85,9 @@ def test_a_wrong_program_path_differs():
 
 
 # -- breaks and fixes on the rendered configs ------------------------------------------------
+VIP = "192.168.0.203"  # lab.yaml's
+
+
 class FakeTransport:
     """Files by path; `cat` reads them; pgrep finds only a keepalived started by hand."""
 
@@ -106,6 +109,9 @@ class FakeTransport:
             self.by_hand = False
         if command.startswith("pgrep"):
             return Result(command, 0 if self.by_hand else 1, "", "")
+        if command.startswith("ip -o -4 addr show") and self.by_hand:
+            # The forgotten keepalived outranks both LBs: it takes the VIP.
+            return Result(command, 0, f"2: eth1    inet {VIP}/32 scope global eth1", "")
         return Result(command, 0, "", "")
 
     def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
@@ -146,6 +152,7 @@ class FakeLab:
 
     def __init__(self, topo) -> None:  # noqa: ANN001
         self.topo = topo
+        self.vip = str(topo.vip)
         self.provider = FakeProvider()
         self.nodes_: dict[str, Node] = {}
         for spec in topo.nodes:
