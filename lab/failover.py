@@ -100,15 +100,16 @@ def preempt_back(lab: Lab) -> measure.Verdict:
     bound = timing.preempt_back(lab.topo)
     listening: list[float] = []
 
-    def back() -> None:
-        faults.start(lab, master, names.HAPROXY_UNIT)
+    def back() -> float | None:
+        at = faults.start(lab, master, names.HAPROXY_UNIT)
         # When HAProxy on the returning LB accepts connections on its own address.
         deadline = time.monotonic() + bound.with_margin + WATCH_BEYOND_S
         while time.monotonic() < deadline:
             if lab.prober.listening(addr, names.API_PORT, timeout=0.2):
                 listening.append(time.monotonic())
-                return
+                break
             time.sleep(0.05)
+        return at  # when HAProxy was started on the node: the preempt is timed from it
 
     seen = watch(lab, f"haproxy back on {master}", back, master, bound)
     gap = measure.handover_gap(seen.adverts, seen.arps, src=addr, mac=mac, vip=lab.vip,

@@ -63,15 +63,17 @@ def stop(lab: Lab, node: str, service: str) -> None:
     _gone(lab, node, service)
 
 
-def start(lab: Lab, node: str, service: str) -> None:
-    """Start a daemon that is not running (a no-op for one that is)."""
+def start(lab: Lab, node: str, service: str) -> float | None:
+    """Start a daemon that is not running (a no-op for one that is). Returns when the start
+    took effect on the node (this host's monotonic clock) where the node's clock says so
+    (VMs, hosts); None where the harness's own time is as good (namespaces)."""
     n = lab.node(node)
     if n.services.status(service).active:
-        return
+        return None
     if service in LINGERING_CHILDREN:
         until(f"the last {service} process to exit on {node}",
               lambda: n.run("pgrep -x %s", service).rc == 1, timeout=10, interval=0.1)
-    n.services.start(service)
+    return n.services.start(service)
 
 
 def restart(lab: Lab, node: str, service: str) -> None:

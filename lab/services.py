@@ -75,7 +75,9 @@ class ServiceManager(Protocol):
 
     def installed(self) -> list[str]: ...
 
-    def start(self, name: str) -> None: ...
+    def start(self, name: str) -> float | None:
+        """Start the daemon; where the node's clock tells when it started better than the
+        harness's (an SSH round trip away), that moment on this host's monotonic clock."""
 
     def stop(self, name: str, timeout: float = 10.0) -> None: ...
 

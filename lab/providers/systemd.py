@@ -53,8 +53,12 @@ class SystemdServices:
         active = fields.get("ActiveState") in ("active", "reloading") and pid > 0
         return ServiceState(name, active, pid or None)
 
-    def start(self, name: str) -> None:
-        self._run("systemctl start %s", name)
+    def start(self, name: str) -> float:
+        self.clock.to_host_monotonic(time.time())  # calibrated before, not in the way
+        # The node's clock just before the start, as for kill(): a fault "daemon back" is
+        # timed from when it happened there, not from when the harness asked.
+        out = self._run("date +%%s.%%N; systemctl start %s", name).stdout
+        return self.clock.to_host_monotonic(float(out.split()[0]))
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
         self._run("systemctl stop %s", name)
