@@ -233,8 +233,7 @@ def build(topo: Topology, status: LabStatus | None = None,
             if ns.vrrp is not None:
                 notes = (f"keepalived: {ns.vrrp}", *notes)
             elif ns.state == "running" and "VRRP:" in (ns.error or ""):
-                st = st if st is State.DOWN else State.UNKNOWN
-                notes = ("keepalived: ?", *notes)
+                notes = ("keepalived: ?", *notes)  # its error makes the node unknown
             if ns.holds_vip:
                 notes = ("holds the VIP", *notes)
             elif ns.holds_vip is None:
