@@ -82,6 +82,7 @@ class Graph:
     tiers: list[list[GNode]]  # top to bottom: client, VIP, load balancers, backends
     edges: list[GEdge] = field(default_factory=list)
     live: bool = False
+    lan: str = ""  # the switch every node hangs on, drawn around them all
 
     @property
     def nodes(self) -> list[GNode]:
@@ -232,8 +233,7 @@ def build(topo: Topology, status: LabStatus | None = None,
             if ns.vrrp is not None:
                 notes = (f"keepalived: {ns.vrrp}", *notes)
             elif ns.state == "running" and "VRRP:" in (ns.error or ""):
-                st = st if st is State.DOWN else State.UNKNOWN
-                notes = ("keepalived: ?", *notes)
+                notes = ("keepalived: ?", *notes)  # its error makes the node unknown
             if ns.holds_vip:
                 notes = ("holds the VIP", *notes)
             elif ns.holds_vip is None:
@@ -290,7 +290,9 @@ def build(topo: Topology, status: LabStatus | None = None,
                 st, label = _backend_edge(status, lb.name, node)
                 edges.append(GEdge(lb.name, node.name, label, st))
     title = f"lab {topo.name}" + (f" ({status.provider})" if status else "")
-    return Graph(title, tiers, edges, live)
+    lan = (f"lab LAN {topo.network.subnet}: one switch, {topo.network.interface} on every node, "
+           "no route out")
+    return Graph(title, tiers, edges, live, lan)
 
 
 # -- drawing: the terminal ---------------------------------------------------------------------
@@ -347,6 +349,7 @@ def to_rich(g: Graph) -> RenderableType:
     vrrp = "   ".join(f"{x.src} ⇄ {x.dst}: {x.label}" for x in g.edges if x.vrrp)
     return Group(
         Align.center(Text(g.title, style="bold")),
+        *([Align.center(Text(g.lan, style="dim"))] if g.lan else []),
         _row([_panel(g, n) for n in client]),
         _arrow((e.label, STYLES[e.state] or "dim")),
         _row([_panel(g, n) for n in vip]),
@@ -403,6 +406,9 @@ def to_dot(g: Graph) -> str:
            "  rankdir=TB;",
            '  node [shape=box, style="rounded", fontname="Helvetica"];',
            '  edge [fontname="Helvetica", fontsize=10];']
+    if g.lan:
+        out += ["  subgraph cluster_lan {",
+                f"  label={_dot_id(g.lan)}; style=dashed; color=gray50; fontcolor=gray30;"]
     for tier in g.tiers:
         for n in tier:
             attrs = [f"label={_dot_id(_label(n, chr(10)))}",
@@ -414,6 +420,8 @@ def to_dot(g: Graph) -> str:
             out.append(f"  {_dot_id(n.id)} [{', '.join(attrs)}];")
         if len(tier) > 1:
             out.append("  { rank=same; " + " ".join(_dot_id(n.id) for n in tier) + " }")
+    if g.lan:
+        out.append("  }")
     for e in g.edges:
         attrs = [f"label={_dot_id(e.label)}", f"color={DOT_COLOURS[e.state]}",
                  f"fontcolor={DOT_COLOURS[e.state]}"]
@@ -446,10 +454,14 @@ def to_mermaid(g: Graph) -> str:
     """Mermaid (GitHub and GitLab render it in Markdown): a ```mermaid block."""
     ids = {n.id: f"n{i}" for i, n in enumerate(g.nodes)}
     out = ["flowchart TB"]
+    if g.lan:
+        out.append(f'  subgraph lan["{_mermaid_text(g.lan)}"]')
     for n in g.nodes:
         text = _mermaid_text(_label(n, "<br/>"))
         shape = f'(("{text}"))' if n.kind is Kind.VIP else f'["{text}"]'
         out.append(f"  {ids[n.id]}{shape}")
+    if g.lan:
+        out.append("  end")
     for e in g.edges:
         label = _mermaid_text(e.label)
         arrow = ("<-.->" if e.vrrp else "-.->" if e.state in (State.IDLE, State.OFF)

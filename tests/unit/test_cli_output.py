@@ -37,6 +37,7 @@ class World:
         self.holders = {"lb01"}
         self.unreachable: set[str] = set()  # the transport fails (SSH refused, ...)
         self.ip_fails: set[str] = set()  # `ip` runs and exits non-zero
+        self.vrrp_silent: set[str] = set()  # keepalived writes no dump when asked
         self.stopped: set[tuple[str, str]] = set()
         self.backend_status = {"k8s-master-01": "UP", "k8s-master-02": "UP",
                                "k8s-master-07": "DOWN"}
@@ -58,6 +59,8 @@ class FakeTransport:
             return Result(command, 0, "".join(f"3: eth1    inet {a}/24 scope global eth1\n"
                                               for a in addrs), "")
         if "--signum=JSON" in command:  # lab.vrrp asks keepalived for its JSON dump
+            if self.node in w.vrrp_silent:
+                return Result(command, 6, "", "")
             dump = "master" if self.node in w.holders else "backup"
             return Result(command, 0, (DATA / f"keepalived-{dump}.json").read_text(), "")
         if "show stat" in command:
@@ -179,6 +182,18 @@ def test_status_json_keeps_every_lb_that_could_not_be_asked(fake_lab, world):
     assert "crashed" in s["backends"]["lb02"]["error"]
     assert nodes["k8s-master-02"]["daemons"]["kube-apiserver"] == {"active": False,
                                                                    "pid": None}
+
+
+def test_status_json_keepalived_that_cannot_be_asked_is_unknown_with_the_reason(fake_lab,
+                                                                               world):
+    world.vrrp_silent.add("lb02")
+    s = json.loads(_invoke("status", "--json").stdout)
+    lb02 = next(n for n in s["nodes"] if n["name"] == "lb02")
+    assert lb02["vrrp"] is None
+    assert "VRRP: keepalived on lb02 wrote no dump" in lb02["error"]
+    out = _invoke("status").stdout
+    row = next(line for line in out.splitlines() if line.startswith("lb02\t"))
+    assert row.split("\t")[-1] == "?"
 
 
 def test_status_json_a_failing_ip_is_unknown_not_absent(fake_lab, world):

@@ -105,6 +105,9 @@ def test_dot_is_well_formed(default_topo):
     vrrp = next(attrs for a, b, attrs in edges if (a, b) == ("lb01", "lb02"))
     assert "dir=both" in vrrp and "constraint=false" in vrrp
     assert '{ rank=same; "lb01" "lb02" }' in dot
+    # Every node on the one switch: the lab LAN drawn around them all.
+    assert re.search(r'subgraph cluster_lan \{\n  label="lab LAN 192\.168\.0\.0/24', dot)
+    assert dot.index("cluster_lan") < dot.index('"client" [') < dot.index('"client" ->')
 
 
 def test_mermaid_is_well_formed(default_topo):
@@ -116,6 +119,7 @@ def test_mermaid_is_well_formed(default_topo):
     arrows = re.findall(r'^  (n\d+) (-->|==>|-\.->|<-\.->)\|"[^"]*"\| (n\d+)$', text, re.M)
     assert len(arrows) == 10
     assert "classDef" not in text, "a static graph has no states to colour"
+    assert lines[1].startswith('  subgraph lan["lab LAN 192.168.0.0/24') and "  end" in lines
 
 
 def test_quotes_cannot_break_out_of_a_label():
