@@ -17,7 +17,6 @@ a holder.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import pytest
 
 from lab import steady as steady_state
 from lab import timing
-from lab.providers.netns import netns_list, remove_netns
+from lab.providers.netns import add_netns, inside, netns_list, remove_netns
 from lab.system import sh
 from lab.ui import view
 from lab.ui.server import UiServer
@@ -50,42 +49,14 @@ CHROMIUM_ARGS = [
 # Waits that are not timing assertions: how long a busy machine may take to start Chromium
 # and show the page's first answers.
 START_S = 60.0
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextmanager
-def inside(ns: str) -> Iterator[None]:
-    """This thread, and every thread and process it starts meanwhile, in network namespace
-    ``ns`` (setns moves only the calling thread); back to its own namespace afterwards."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(target)
-        os.close(own)
-
-
 @pytest.fixture
 def browser_ns(lab) -> Iterator[str]:
     """A namespace with loopback only, named with the lab's prefix."""
     ns = f"{lab.topo.prefix}browser"
     if ns in netns_list():
         remove_netns(ns)  # an interrupted run's: ours by its name
-    sh(["ip", "netns", "add", ns])
+    add_netns(ns)
     try:
-        sh(["ip", "-n", ns, "link", "set", "lo", "up"])
         links = sh(["ip", "-n", ns, "-o", "link", "show"]).stdout.splitlines()
         assert [ln.split(":")[1].strip() for ln in links] == ["lo"], links
         routes = sh(["ip", "-n", ns, "-4", "route", "show"]).stdout.strip()

@@ -5,14 +5,13 @@ transport, a fake provider for machine states."""
 from __future__ import annotations
 
 import json
-import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
+from terminal import at_terminal
 from typer.testing import CliRunner
 
 from lab import cli, faults, topology
@@ -285,23 +284,8 @@ def test_fault_list_in_a_pipe_is_plain_and_whole():
 
 
 def test_fault_list_at_a_terminal_is_a_rich_table():
-    master, slave = pty.openpty()
-    env = {**os.environ, "COLUMNS": "200", "LINES": "50", "NO_COLOR": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "lab", "fault", "--list"], cwd=ROOT,
-                         stdout=slave, stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    assert p.wait(timeout=30) == 0, p.stderr.read()
-    out = b"".join(chunks).decode()
+    rc, out, err = at_terminal("fault", "--list", cwd=ROOT, columns=200, lines=50)
+    assert rc == 0, err
     assert BOX & set(out) and "halab fault catalogue" in out and "\t" not in out
 
 

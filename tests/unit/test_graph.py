@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from statuses import MASTERS, healthy, node
+from terminal import at_terminal
 
 from lab import graph
 from lab.graph import Kind, State
@@ -339,26 +340,9 @@ def test_halab_graph_of_a_bad_lab_file(tmp_path):
 
 
 def test_halab_graph_at_a_terminal_draws_panels(tmp_path, default_text):
-    import os
-    import pty
-
     (tmp_path / "lab.yaml").write_text(default_text)
-    master, slave = pty.openpty()
-    env = {**os.environ, "COLUMNS": "160", "LINES": "60", "NO_COLOR": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "lab", "graph", "--format", "text"],
-                         cwd=tmp_path,
-                         stdout=slave, stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    assert p.wait(timeout=30) == 0, p.stderr.read()
-    out = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode())
+    rc, drawn, err = at_terminal("graph", "--format", "text", cwd=tmp_path, columns=160,
+                                 lines=60)
+    assert rc == 0, err
+    out = re.sub(r"\x1b\[[0-9;]*m", "", drawn)
     assert "╭─ lb01" in out and "▼ HAProxy forwards to" in out and "k8s-master-07" in out

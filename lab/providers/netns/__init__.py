@@ -14,11 +14,13 @@ No lab namespace has a default route: nothing a node sends can leave the lab's b
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from lab.errors import HalabError, LabStateError, PrerequisiteError
@@ -43,6 +45,39 @@ def netns_list() -> list[str]:
 def netns_pids(ns: str) -> list[int]:
     out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
     return [int(p) for p in out.split() if p.isdigit()]
+
+
+def add_netns(ns: str) -> None:
+    """A network namespace with its loopback up and nothing else: no link, no route."""
+    sh(["ip", "netns", "add", ns])
+    sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """This thread, and every thread and process it starts meanwhile, in network namespace
+    ``ns`` (setns moves only the calling thread); back to its own namespace afterwards."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(target)
+        os.close(own)
 
 
 def remove_netns(ns: str) -> None:
@@ -159,8 +194,7 @@ class NetnsProvider(Provider):
         data = self.state.read()
         data["netns"] = [*data.get("netns", []), ns]
         self.state.write(data)  # recorded before it exists: clean finds it even if we die now
-        sh(["ip", "netns", "add", ns])
-        sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+        add_netns(ns)
 
     def _build(self, progress: Progress) -> None:
         key = self.state.ensure_key()
