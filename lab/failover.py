@@ -61,9 +61,10 @@ def keepalived_stop(lab: Lab) -> measure.Verdict:
 
     Timed from the priority-0 advert on the wire when it is seen: the bound is the
     backup's promise (its skew time), while how long keepalived takes to act on SIGTERM
-    is the node's (0.5-2 s on TCG VMs, measured; the client is served by the old MASTER
-    meanwhile, which still holds the VIP). Unseen (no advert, or no wire), the clock
-    starts at the signal, and a lost advert fails on the slow path."""
+    is the node's (0.50 s measured once on TCG VMs, more under load; the client is
+    served by the old MASTER meanwhile, which still holds the VIP). Unseen (no advert,
+    or no wire), the clock starts at the signal, and a lost advert fails on the slow
+    path."""
     master, backup = lab.topo.master_lb.name, lab.topo.best_backup_lb.name
     addr, bound = lab.node(master).address, timing.keepalived_stop(lab.topo)
     label = f"SIGTERM keepalived on {master}"

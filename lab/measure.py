@@ -87,7 +87,7 @@ def handover_gap(adverts: list[Advert], arps: list[Arp], *, src: str, mac: str, 
     (the old MASTER drops the VIP as it receives it) to the new MASTER's first gratuitous
     ARP for the VIP (the client's neighbour entry then follows). keepalived sends the
     advert first and adds the VIP and its ARP after (vrrp.c, vrrp_state_master_tx);
-    measured 40-55 ms on TCG VMs, under a millisecond in namespaces. ``src``: the new
+    measured 39-54 ms on TCG VMs (three runs). ``src``: the new
     MASTER's address, ``mac``: its lab MAC. None when either end was not seen."""
     start = became_master(adverts, src, after)
     if start is None:
