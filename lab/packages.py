@@ -94,6 +94,8 @@ NEEDS: tuple[Need, ...] = (
     _need("nft", "nftables", "the partition (split brain) and packet-loss faults",
           "netns", "guest"),
     _need("ping", "iputils-ping", "the link and partition fault tests", "netns", "guest"),
+    _need("curl", "curl", "the kubeadm HA guide's keepalived check (profile kubeadm-guide) "
+          "asks the API through HAProxy", "netns", "guest"),
     _need("killall", "psmisc", "keepalived's check script `killall -0 haproxy` (the guide's)",
           "netns", "guest"),
     _need("pgrep", "procps", "waiting for a daemon's last process to exit; the rogue-router "

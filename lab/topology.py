@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lab import profiles
 from lab.errors import LabFileError
 
 DEFAULT_LAB_FILE = "lab.yaml"
@@ -82,6 +83,8 @@ class Node(_Strict):
 class VrrpCheck(_Strict):
     """keepalived's vrrp_script: how the LB learns that its HAProxy is gone."""
 
+    # The vrrp_script's name in keepalived.conf (the guide's `chk_haproxy`).
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")] = "chk_haproxy"
     script: str = "/usr/bin/killall -0 haproxy"
     interval: Annotated[int, Field(ge=1)] = 2  # keepalived 2.2 takes whole seconds only
     weight: Annotated[int, Field(ge=-253, le=253)] = 2
@@ -121,6 +124,12 @@ class HealthCheck(_Strict):
 
 class Haproxy(_Strict):
     check: HealthCheck = HealthCheck()
+    # How HAProxy checks the API servers. tcp: a connect (the guide's `check`); healthz:
+    # GET /healthz over TLS, expecting 200 (the kubeadm HA guide's); auto: healthz for a
+    # real control plane (`kubernetes.control_plane: kubeadm`), tcp for the stand-ins.
+    api_check: Literal["auto", "tcp", "healthz"] = "auto"
+    # HAProxy's `timeout check` (ms): how long a check may take; none = `timeout connect`.
+    timeout_check_ms: Annotated[int, Field(ge=10)] | None = None
     # Retry a failed connection on another server: hides a dead master from new clients.
     redispatch: bool = False
     retries: Annotated[int, Field(ge=0)] | None = None
@@ -154,8 +163,15 @@ class Vagrant(_Strict):
     boot_timeout: Annotated[int, Field(ge=30)] = 900
 
 
+ProfileName = Literal["seed", "kubeadm-guide", "fast"]
+assert set(ProfileName.__args__) == set(profiles.PROFILES)  # type: ignore[attr-defined]
+
+
 class Topology(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,11}$")] = "halab"
+    # The keepalived and HAProxy settings the file starts from (lab.profiles); the file's
+    # own `keepalived:` and `haproxy:` values win, key by key.
+    profile: ProfileName = "seed"
     provider: Literal["netns", "vagrant", "hosts"] = "netns"
     kubernetes: Kubernetes = Kubernetes()
     vagrant: Vagrant = Vagrant()
@@ -164,6 +180,11 @@ class Topology(_Strict):
     nodes: Annotated[list[Node], Field(min_length=1)]
     keepalived: Keepalived = Keepalived()
     haproxy: Haproxy = Haproxy()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_first(cls, data: Any) -> Any:
+        return profiles.apply(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _consistent(self) -> Topology:
@@ -259,8 +280,12 @@ class Topology(_Strict):
 
 
 # -- loading -----------------------------------------------------------------------------
-def load(path: str | Path = DEFAULT_LAB_FILE) -> Topology:
-    """Read and validate a lab file; every failure is a one-paragraph ``LabFileError``."""
+def load(path: str | Path = DEFAULT_LAB_FILE, profile: str | None = None) -> Topology:
+    """Read and validate a lab file; every failure is a one-paragraph ``LabFileError``.
+
+    ``profile``: the lab with that profile's settings instead of the file's (its own
+    `keepalived:` and `haproxy:` sections are set aside): how `halab bench` compares them.
+    """
     p = Path(path)
     try:
         text = p.read_text()
@@ -271,10 +296,10 @@ def load(path: str | Path = DEFAULT_LAB_FILE) -> Topology:
         ) from None
     except OSError as e:
         raise LabFileError(f"{p}: cannot read the lab file ({e.strerror}).") from None
-    return parse(text, source=str(p))
+    return parse(text, source=str(p), profile=profile)
 
 
-def parse(text: str, source: str = DEFAULT_LAB_FILE) -> Topology:
+def parse(text: str, source: str = DEFAULT_LAB_FILE, profile: str | None = None) -> Topology:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -288,6 +313,12 @@ def parse(text: str, source: str = DEFAULT_LAB_FILE) -> Topology:
     if not isinstance(data, dict):
         raise LabFileError(f"{source}: the lab file must be a YAML mapping with at least `vip` "
                            "and `nodes`; see the lab.yaml that ships with halab.")
+    if profile is not None:
+        if profile not in profiles.PROFILES:
+            raise LabFileError(f"unknown profile {profile!r}; the profiles are "
+                               f"{', '.join(profiles.names())}.")
+        data = {k: v for k, v in data.items() if k not in profiles.SECTIONS}
+        data["profile"] = profile
     try:
         return Topology.model_validate(data)
     except ValidationError as e:

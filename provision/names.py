@@ -34,6 +34,8 @@ KEEPALIVED_DUMP_DIR = "/run/keepalived"
 # Config files, where the roles write them and the daemons read them.
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+# The kubeadm HA guide's keepalived check (profile kubeadm-guide): the API through HAProxy.
+CHECK_APISERVER_SH = "/etc/keepalived/check_apiserver.sh"
 APISERVER_CONF = "/etc/halab/kube-apiserver/nginx.conf"
 INGRESS_CONF = "/etc/halab/ingress/nginx.conf"
 PKI_DIR = "/etc/kubernetes/pki"

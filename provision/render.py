@@ -36,7 +36,13 @@ def _env() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              autoescape=False)
     env.filters["ingress_server"] = ingress_server_name
+    env.filters["ms"] = _duration
     return env
+
+
+def _duration(ms: int) -> str:
+    """HAProxy's time format, in the guide's units where they fit: 10000 -> 10s."""
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 def _number(x: float) -> str:
@@ -51,12 +57,26 @@ def haproxy_cfg(topo: Topology) -> str:
     plain_extra = ""
     if (c.inter_ms, c.fall, c.rise) != HAPROXY_CHECK_DEFAULTS:
         plain_extra = " " + check.removeprefix("check ")
-    kubeadm = topo.kubernetes.control_plane == "kubeadm"
+    healthz = api_check(topo) == "healthz"
     return _env().get_template("haproxy.cfg.j2").render(
         haproxy=topo.haproxy, ingresses=topo.ingresses, control_planes=topo.control_planes,
         check=check, plain_check_extra=plain_extra, stats_socket=HAPROXY_STATS_SOCKET, names=names,
-        api_health="https" if kubeadm else "tcp",
-        api_check_extra=" check-ssl verify none" if kubeadm else "")
+        api_health="healthz" if healthz else "tcp",
+        # The check's TLS comes from `http-check connect ssl`; the API servers' certificates
+        # are the lab CA's, which HAProxy is not given (the guide's `verify none`).
+        api_check_extra=" verify none" if healthz else "")
+
+
+def api_check(topo: Topology) -> str:
+    """How HAProxy checks the API servers: `tcp` or `healthz` (auto decided)."""
+    if topo.haproxy.api_check != "auto":
+        return topo.haproxy.api_check
+    return "healthz" if topo.kubernetes.control_plane == "kubeadm" else "tcp"
+
+
+def check_apiserver_sh(topo: Topology) -> str:
+    return _env().get_template("check_apiserver.sh.j2").render(
+        vip=topo.vip, port=names.API_PORT)
 
 
 def keepalived_conf(topo: Topology, node: Node) -> str:

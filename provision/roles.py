@@ -68,9 +68,16 @@ def loadbalancer(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
         Service(HAPROXY, [File(render.HAPROXY_CFG, render.haproxy_cfg(topo))],
                 f"haproxy -c -f {render.HAPROXY_CFG}"),
         Service(KEEPALIVED, [File(render.KEEPALIVED_CONF,
-                                  render.keepalived_conf(topo, node.spec))],
+                                  render.keepalived_conf(topo, node.spec)), *_check_script(topo)],
                 f"keepalived -t -f {render.KEEPALIVED_CONF}"),
     ]
+
+
+def _check_script(topo: Topology) -> list[File]:
+    """The kubeadm guide's check script, where keepalived's check runs it (kubeadm-guide)."""
+    if topo.keepalived.check.script.split()[0] != names.CHECK_APISERVER_SH:
+        return []
+    return [File(names.CHECK_APISERVER_SH, render.check_apiserver_sh(topo), 0o755)]
 
 
 def control_plane(topo: Topology, node: Node, pki: LabPki) -> list[Service]:

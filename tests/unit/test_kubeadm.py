@@ -50,6 +50,6 @@ def test_init_output_gives_the_join_secrets():
 
 def test_haproxy_checks_healthz_over_tls_for_kubeadm(default_text, default_topo):
     cfg = render.haproxy_cfg(_kubeadm_topo(default_text))
-    assert "option httpchk GET /healthz" in cfg
-    assert "k8s-master-01 192.168.0.111:6443 check fall 3 rise 2 check-ssl verify none" in cfg
+    assert "http-check connect ssl\n    http-check send meth GET uri /healthz" in cfg
+    assert "k8s-master-01 192.168.0.111:6443 check fall 3 rise 2 verify none" in cfg
     assert "httpchk" not in render.haproxy_cfg(default_topo)

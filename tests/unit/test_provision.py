@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 
+from lab import topology
 from lab.errors import HalabError
 from lab.node import Node
 from lab.services import ServiceState, Unit
 from lab.transport import Result
 from provision.pki import LabPki
 from provision.roles import apply
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeTransport:
@@ -129,3 +133,13 @@ def test_apiserver_certificate_has_kubeadm_sans(default_topo, pki):
     assert {"192.168.0.203", "192.168.0.112"} <= ips
     # made once, then reused: re-provisioning changes nothing
     assert pki.apiserver(default_topo.node("k8s-master-02"))[0] == crt
+
+
+def test_the_kubeadm_guide_profile_writes_its_check_script(pki):
+    topo = topology.load(ROOT / "lab.yaml", profile="kubeadm-guide")
+    node, t, s = _node(topo, "lb01")
+    apply(topo, node, pki)
+    script, mode = t.files["/etc/keepalived/check_apiserver.sh"]
+    assert mode == 0o755
+    assert b"curl --silent --max-time 2 --insecure https://localhost:6443/" in script
+    assert b"https://192.168.0.203:6443/" in script
