@@ -149,3 +149,20 @@ def test_cli_refuses_an_unsafe_state_folder_in_one_paragraph(tmp_path, default_t
     assert p.returncode == 3, p.stderr
     assert "symbolic link" in p.stderr and "Traceback" not in p.stderr
     assert p.stderr.count("\n") == 1
+
+
+def test_rendered_copies_holding_auth_pass_are_the_owners_alone(tmp_path, default_topo):
+    """keepalived.conf carries the VRRP auth_pass; its copy in the state folder must not
+    be readable by other users, whatever the modes the folders above it have."""
+    from types import SimpleNamespace
+
+    from provision import roles
+    from provision.pki import LabPki
+
+    state = LabState(tmp_path, "trender")
+    node = SimpleNamespace(spec=default_topo.node("lb01"))
+    for svc in roles.loadbalancer(default_topo, node, LabPki(state.pki, default_topo)):
+        roles.keep_copy(state.rendered("lb01"), svc)
+    conf = state.rendered("lb01") / "etc/keepalived/keepalived.conf"
+    assert "auth_pass" in conf.read_text()
+    assert _mode(state.dir / "rendered") == 0o700
