@@ -204,11 +204,14 @@ class LabState:
             self._keygen(self.key, f"halab-{self.name}")
         return self.key
 
+    def host_key_path(self, node: str) -> Path:
+        return self.node_dir(node) / "ssh_host_ed25519_key"
+
     def host_key(self, node: str) -> Path:
         """The private host key of ``node``'s sshd, made here by halab (so that known_hosts
         can pin it before the node first answers); reused while the state folder lives."""
         self.ensure_dir()
-        key = self.node_dir(node) / "ssh_host_ed25519_key"
+        key = self.host_key_path(node)
         if not key.exists():
             self._keygen(key, node)
         return key
