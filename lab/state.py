@@ -146,7 +146,10 @@ class LabState:
         check_trusted(self.dir, f"lab '{self.name}''s state folder")
 
     def ensure_dir(self) -> Path:
-        """The state folder, checked, made 0700 if new and tightened to 0700 if not."""
+        """The state folder, checked; made 0700 if new. An existing one loses every read and
+        write bit of group and others (an older halab made it 0755); a search bit stays:
+        the VM provider under the machine's own libvirt lets qemu, which runs as another
+        user there, reach the lab's disks through it."""
         self.check()
         for d in (self.root / STATE_ROOT, self.dir):
             try:
@@ -155,7 +158,9 @@ class LabState:
                 pass
         # A folder made between the check and mkdir by someone else is caught here.
         self.check()
-        self.dir.chmod(PRIVATE)
+        mode = stat.S_IMODE(os.lstat(self.dir).st_mode)
+        if mode & 0o066:
+            self.dir.chmod(mode & ~0o066)
         return self.dir
 
     # -- record ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -247,6 +248,12 @@ class VagrantProvider(Provider):
             self.state.host_key(n.name)
         for d in ("bin", "pool", "serial", "logs", "dotvagrant"):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
+        if self.mode == "system":
+            # The machine's libvirt runs qemu as its own user (libvirt-qemu), which must
+            # reach the VMs' disks in the pool through the 0700 state folders: search
+            # only (x), never list, read or write. The isolated libvirt runs qemu as root.
+            for d in (self.state.dir.parent, self.state.dir, self.dir, self.dir / "pool"):
+                d.chmod(stat.S_IMODE(d.stat().st_mode) | 0o011)
         spec = self.spec(driver, key.with_suffix(".pub").read_text())
         if spec["emulator"]:
             emulator = Path(spec["emulator"])
