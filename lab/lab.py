@@ -76,11 +76,15 @@ class Lab:
         return cls(topology.load(path), path.resolve().parent, provider, path)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def up(self, progress: Callable[[str], None] = lambda _: None) -> None:
+    def up(self, progress: Callable[[str], None] | None = None) -> None:
+        # Waiting for another command's lock is said even by a caller that wants no progress
+        # (the pytest plugin): otherwise it looks hung.
+        note = progress or _stderr
+        progress = progress or (lambda _: None)
         # Root and every command of the provider's lab, from the registry (lab/packages.py,
         # the nodes' daemons included): before anything is built.
         self.provider.check()
-        with self.claim.lock("up", progress):
+        with self.claim.lock("up", note):
             self.claim.refuse_if_elsewhere("bring up")
             # Before anything is built: a crash from here on leaves a lab this folder owns.
             self.claim.take(self.provider.name)

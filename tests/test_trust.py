@@ -132,6 +132,19 @@ def test_a_changed_host_key_is_refused(folder_a, tmp_path):
         state.known_hosts.write_text(known)
 
 
+def test_testinfra_reaches_a_node_with_its_key_checked(folder_a):
+    from lab.lab import Lab
+
+    a, lab_file = folder_a
+    lab = Lab.open(lab_file)
+    try:
+        host = lab.node("lb02").host
+        assert host.check_output("hostname") == "lb02"
+        assert host.backend.client.get_host_keys().lookup("192.168.0.102") is not None
+    finally:
+        lab.close()
+
+
 def test_status_with_haproxy_dead_is_a_status(folder_a):
     a, lab_file = folder_a
     p = _halab("fault", "kill", "lb01", "-p", "service=haproxy", "-f", str(lab_file), cwd=a)
