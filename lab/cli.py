@@ -95,7 +95,7 @@ def provision(file: LabFile = Path("lab.yaml")) -> None:
 def down(file: LabFile = Path("lab.yaml")) -> None:
     """Remove the lab's nodes and daemons (keys, CA and logs stay until `clean`)."""
     lab = _open(file)
-    lab.down()
+    lab.down(lambda m: out.log(m, highlight=False))
     out.print(f"lab '{lab.topo.name}' is down")
 
 
@@ -109,18 +109,17 @@ def clean(file: LabFile = Path("lab.yaml"),
 
     require_root("halab clean")
     if all_labs:
+        from lab.claim import release_all
+
         removed = clean_prefix("halab-")
+        release_all()
         for d in Path(".halab").glob("*") if Path(".halab").exists() else []:
             if d.name == "box":
                 continue  # the built vagrant box is not a lab: `make box` made it
             _rm(d)
             removed.append(str(d))
     else:
-        lab = _open(file)
-        removed = clean_prefix(lab.topo.prefix)
-        if lab.state.dir.exists():
-            removed.append(str(lab.state.dir))
-            lab.state.remove()
+        removed = _open(file).clean(lambda m: out.log(m, highlight=False))
     out.print("removed: " + (", ".join(removed) if removed else "nothing (already clean)"))
 
 

@@ -6,16 +6,19 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
 from lab import topology
+from lab.claim import Claim
 from lab.errors import HalabError, LabStateError
 from lab.node import Node
 from lab.probes import Prober
 from lab.providers.base import Provider
 from lab.state import LabState
+from lab.system import require_root
 from lab.topology import Role, Topology
 
 PROVIDERS = ("netns", "vagrant", "hosts")
@@ -36,6 +39,12 @@ def provider_class(name: str) -> type[Provider]:
     raise HalabError(f"unknown provider '{name}'; choose one of {', '.join(PROVIDERS)}")
 
 
+def _stderr(msg: str) -> None:
+    # A command that waits must say why, or it looks hung (in pytest, in a script).
+    sys.stderr.write(f"halab: {msg}\n")
+    sys.stderr.flush()
+
+
 def clean_prefix(prefix: str) -> list[str]:
     """What every provider finds of labs named with ``prefix``, removed without state."""
     removed = []
@@ -45,9 +54,12 @@ def clean_prefix(prefix: str) -> list[str]:
 
 
 class Lab:
-    def __init__(self, topo: Topology, root: Path, provider: str | None = None) -> None:
+    def __init__(self, topo: Topology, root: Path, provider: str | None = None,
+                 lab_file: Path | None = None) -> None:
         self.topo = topo
         self.state = LabState(root, topo.name)
+        # Which folder owns the lab's name on this machine, and the lock of its commands.
+        self.claim = Claim(self.state, lab_file)
         recorded = self.state.read().get("provider")
         name = provider or recorded or topo.provider
         if recorded and provider and recorded != provider and self.state.read().get(
@@ -61,29 +73,55 @@ class Lab:
     def open(cls, lab_file: str | Path = topology.DEFAULT_LAB_FILE,
              provider: str | None = None) -> Lab:
         path = Path(lab_file)
-        return cls(topology.load(path), path.resolve().parent, provider)
+        return cls(topology.load(path), path.resolve().parent, provider, path)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def up(self, progress: Callable[[str], None] = lambda _: None) -> None:
+    def up(self, progress: Callable[[str], None] | None = None) -> None:
+        # Waiting for another command's lock is said even by a caller that wants no progress
+        # (the pytest plugin): otherwise it looks hung.
+        note = progress or _stderr
+        progress = progress or (lambda _: None)
         # Root and every command of the provider's lab, from the registry (lab/packages.py,
         # the nodes' daemons included): before anything is built.
         self.provider.check()
-        self.provider.up(progress)
-        try:
-            self.provision(progress)
-        except BaseException:
-            self.close()
-            self.provider.down()
-            raise
+        with self.claim.lock("up", note):
+            self.claim.refuse_if_elsewhere("bring up")
+            # Before anything is built: a crash from here on leaves a lab this folder owns.
+            self.claim.take(self.provider.name)
+            self.provider.up(progress)
+            try:
+                self.provision(progress)
+            except BaseException:
+                self.close()
+                self.provider.down()
+                raise
 
     def provision(self, progress: Callable[[str], None] = lambda _: None) -> list:
         import provision
 
         return provision.provision(self.topo, self.state, self.nodes.values(), progress)
 
-    def down(self) -> None:
-        self.close()
-        self.provider.down()
+    def down(self, notice: Callable[[str], None] = _stderr) -> None:
+        require_root(f"taking lab '{self.topo.name}' down")
+        with self.claim.lock("down", notice):
+            self.claim.refuse_if_elsewhere("take down")
+            self.close()
+            self.provider.down()
+            self.claim.release()
+
+    def clean(self, notice: Callable[[str], None] = _stderr) -> list[str]:
+        """Everything of the lab, found by its prefix (also after a crash), and its state
+        folder; what was removed."""
+        require_root("halab clean")
+        with self.claim.lock("clean", notice):
+            self.claim.refuse_if_elsewhere("clean")
+            self.close()
+            removed = clean_prefix(self.topo.prefix)
+            if self.state.dir.exists():
+                removed.append(str(self.state.dir))
+                self.state.remove()
+            self.claim.release()
+        return removed
 
     def is_up(self) -> bool:
         return self.provider.is_up()

@@ -109,11 +109,11 @@ class Node:
     @cached_property
     def host(self) -> testinfra.host.Host:
         """This node as a pytest-testinfra host, over the same SSH path as everything else."""
-        import testinfra
+        from lab.transport import testinfra_host
 
         if self._ssh_config is None:
             raise NotImplementedError(f"{self.name} is not reached over SSH")
-        return testinfra.get_host(f"paramiko://{self.name}?ssh_config={self._ssh_config}")
+        return testinfra_host(self.name, self._ssh_config)
 
     def close(self) -> None:
         self.transport.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lab.errors import CommandError, TransportError
+from lab.state import atomic_write
 
 
 def quote_command(command: str, *args: object) -> str:
@@ -73,12 +74,23 @@ class SshHost:
     hostname: str
     key: Path
     proxy_command: str | None
+    host_key: str  # the node's public host key as halab made it: "ssh-ed25519 AAAA..."
     user: str = "root"
     port: int = 22
 
 
-def write_ssh_config(path: Path, hosts: Sequence[SshHost]) -> None:
-    """One file for `ssh -F`, Fabric and testinfra alike: the same path for all three."""
+def _known_name(h: SshHost) -> str:
+    # What ssh and paramiko look the key up by: the HostName, "[host]:port" off port 22.
+    return h.hostname if h.port == 22 else f"[{h.hostname}]:{h.port}"
+
+
+def write_ssh_config(path: Path, known_hosts: Path, hosts: Sequence[SshHost]) -> None:
+    """One file for `ssh -F`, Fabric and testinfra alike: the same path for all three, and
+    the known_hosts beside it that pins every node's host key. halab made those keys, so
+    nothing is learnt on first use: a node that answers with another key is refused."""
+    atomic_write(known_hosts, "".join(
+        f"{_known_name(h)} {' '.join(h.host_key.split()[:2])} {h.alias}\n"
+        for h in hosts).encode(), 0o644)
     blocks = []
     for h in hosts:
         lines = [
@@ -88,9 +100,11 @@ def write_ssh_config(path: Path, hosts: Sequence[SshHost]) -> None:
             f"  User {h.user}",
             f"  IdentityFile {h.key}",
             "  IdentitiesOnly yes",
-            # Host keys are made afresh with every lab, like Vagrant's boxes.
-            "  StrictHostKeyChecking no",
-            "  UserKnownHostsFile /dev/null",
+            "  StrictHostKeyChecking yes",
+            f"  UserKnownHostsFile {known_hosts}",
+            # Only the lab's own record: another lab on the same addresses (a classroom)
+            # has other keys, and the machine's files know none of them.
+            "  GlobalKnownHostsFile /dev/null",
             "  LogLevel ERROR",
             "  ControlMaster no",
             "  ControlPersist no",
@@ -98,18 +112,78 @@ def write_ssh_config(path: Path, hosts: Sequence[SshHost]) -> None:
         if h.proxy_command:
             lines.append(f"  ProxyCommand {h.proxy_command}")
         blocks.append("\n".join(lines))
-    path.write_text("\n\n".join(blocks) + "\n")
+    atomic_write(path, ("\n\n".join(blocks) + "\n").encode(), 0o644)
 
 
 def fabric_connection(alias: str, ssh_config: Path, connect_timeout: float = 10):  # noqa: ANN201
-    """A (not yet opened) fabric.Connection to ``alias`` as the lab's ssh_config describes it;
-    fabric is imported here, lazily: it is slow to import."""
+    """A (not yet opened) fabric.Connection to ``alias`` as the lab's ssh_config describes it,
+    host key checking included (Fabric's own default accepts any key); fabric is imported
+    here, lazily: it is slow to import."""
+    import paramiko
     from fabric import Config, Connection
 
     cfg = Config(runtime_ssh_path=str(ssh_config))
     cfg.load_ssh_config()
-    return Connection(alias, config=cfg, connect_timeout=connect_timeout,
+    conn = Connection(alias, config=cfg, connect_timeout=connect_timeout,
                       connect_kwargs={"allow_agent": False, "look_for_keys": False})
+    if conn.ssh_config.get("stricthostkeychecking", "").lower() == "yes":
+        # As `ssh -F` does with the same file: only the keys recorded there, none learnt.
+        # (A lab made before halab recorded host keys says "no" and stays as it was.)
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        for known in conn.ssh_config.get("userknownhostsfile", "").split():
+            try:
+                conn.client.get_host_keys().load(known)
+            except FileNotFoundError:
+                pass  # then no key is known, and every connection is refused, saying so
+    return conn
+
+
+def _ssh_failure(alias: str, e: BaseException) -> TransportError:
+    """The one message for an SSH connection that failed, by why."""
+    import paramiko
+
+    if isinstance(e, paramiko.BadHostKeyException):
+        return TransportError(
+            f"{alias} answered with another host key than the one halab made for it "
+            f"({e.key.get_name()} {e.key.get_base64()[:16]}..., expected "
+            f"{e.expected_key.get_base64()[:16]}...): something else answers at its address, "
+            "or the node was made again without halab. Nothing was sent to it. `halab down` "
+            "and `halab up` make the lab (and its keys) afresh.")
+    if isinstance(e, paramiko.SSHException) and "known_hosts" in str(e):
+        return TransportError(
+            f"{alias}'s host key is not in the lab's known_hosts, so it cannot be checked and "
+            f"halab does not connect ({e}). `halab up` records the keys it makes; a lab made "
+            "by hand is not halab's.")
+    if isinstance(e, TimeoutError | OSError | EOFError):
+        return TransportError(f"cannot reach {alias} over SSH ({e}); is the lab up? "
+                              "`halab status` shows what runs")
+    return TransportError(f"cannot reach {alias} over SSH: {type(e).__name__}: {e}")
+
+
+def testinfra_host(alias: str, ssh_config: Path):  # noqa: ANN201 - testinfra.host.Host
+    """``alias`` as a pytest-testinfra host over the lab's SSH path, host key checked as
+    Fabric's is: testinfra's own paramiko backend accepts any key (WarningPolicy)."""
+    import functools
+
+    import testinfra.host
+    from testinfra.backend.paramiko import ParamikoBackend
+
+    class _Checked(ParamikoBackend):
+        @functools.cached_property
+        def client(self):  # noqa: ANN202 - paramiko.SSHClient
+            conn = fabric_connection(alias, ssh_config)
+            try:
+                conn.open()
+            except Exception as e:  # noqa: BLE001 - the one message for a failed connection
+                conn.close()
+                raise _ssh_failure(alias, e) from None
+            self._halab_connection = conn  # holds the client's transport open
+            return conn.client
+
+    backend = _Checked(alias, ssh_config=str(ssh_config))
+    host = testinfra.host.Host(backend)
+    backend.set_host(host)
+    return host
 
 
 class FabricTransport:
@@ -129,21 +203,21 @@ class FabricTransport:
         try:
             if not conn.is_connected:
                 conn.open()
-        except (TimeoutError, OSError, EOFError) as e:
+        except Exception as e:  # noqa: BLE001 - paramiko's SSHException and friends, OSError
             self.close()
-            raise TransportError(f"cannot reach {self.alias} over SSH ({e}); is the lab up? "
-                                 "`halab status` shows what runs") from None
-        except Exception as e:  # paramiko's SSHException and friends
-            self.close()
-            raise TransportError(f"cannot reach {self.alias} over SSH: {e}") from None
+            raise _ssh_failure(self.alias, e) from None
         return conn
 
     def run(self, command: str, timeout: float | None = 60) -> Result:
-        from invoke.exceptions import CommandTimedOut
+        from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
         conn = self._open()
         try:
             r = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        except UnexpectedExit as e:
+            # warn=True should keep it away; should it come anyway, a command that ran and
+            # exited is a Result like any other, never a lost connection.
+            r = e.result
         except CommandTimedOut:
             self.close()
             raise TransportError(f"{self.alias} did not finish `{command}` within {timeout} s "
@@ -166,7 +240,7 @@ class FabricTransport:
             chan.exec_command(command)
         except Exception as e:  # noqa: BLE001 - any failure to connect is 'unreachable'
             conn.close()
-            raise TransportError(f"cannot stream from {self.alias} over SSH: {e}") from None
+            raise TransportError(f"cannot stream: {_ssh_failure(self.alias, e)}") from None
         return _SshStream(self.alias, conn, chan)
 
     def put(self, path: str, data: bytes, mode: int = 0o644) -> None:

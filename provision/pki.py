@@ -3,7 +3,11 @@
 Made once per lab in the state folder (like kubeadm's /etc/kubernetes/pki) and reused,
 so re-provisioning changes nothing. The API server certificate carries the SANs kubeadm
 gives it: the VIP (the control-plane endpoint), the node's address and name, and the
-`kubernetes` service names.
+`kubernetes` service names. A certificate is issued again when what it would say changed
+(the VIP or an address moved, another CA) or it nears its end: a reused certificate with
+stale SANs would fail every client's hostname check.
+
+Private keys are written with mode 0600 from their first byte (lab.state.atomic_write).
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from lab.state import atomic_write
 from lab.topology import Node, Topology
 
 API_SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
                      "kubernetes.default.svc.cluster.local")
 VALIDITY = dt.timedelta(days=365)
+# A certificate with less than this left is issued again rather than reused.
+RENEW_BEFORE = dt.timedelta(days=30)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -35,7 +42,7 @@ def _load_or_make_ca(d: Path, lab: str) -> tuple[ec.EllipticCurvePrivateKey, x50
         key = serialization.load_pem_private_key(key_p.read_bytes(), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return key, x509.load_pem_x509_certificate(crt_p.read_bytes())
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"halab-{lab} lab CA")])
     now = dt.datetime.now(dt.UTC)
@@ -49,10 +56,32 @@ def _load_or_make_ca(d: Path, lab: str) -> tuple[ec.EllipticCurvePrivateKey, x50
                                          key_agreement=False, encipher_only=False,
                                          decipher_only=False), critical=True)
             .sign(key, hashes.SHA256()))
-    key_p.write_bytes(_pem_key(key))
-    key_p.chmod(0o600)
-    crt_p.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    atomic_write(key_p, _pem_key(key))
+    atomic_write(crt_p, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return key, cert
+
+
+def _sans(dns: list[str], ips: list[str]) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    return names + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+
+
+def _still_right(crt: bytes, ca: x509.Certificate, cn: str, dns: list[str],
+                 ips: list[str]) -> bool:
+    """Does the certificate on disk say what a new one would: the same CN and SANs, signed
+    by this CA, valid for a while yet?"""
+    try:
+        cert = x509.load_pem_x509_certificate(crt)
+        cert.verify_directly_issued_by(ca)
+    except Exception:  # noqa: BLE001 - unreadable, or not this CA's: issued again
+        return False
+    try:
+        have = set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        have = set()
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return (cns == [cn] and have == set(_sans(dns, ips))
+            and cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > RENEW_BEFORE)
 
 
 def _issue(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, cn: str,
@@ -60,8 +89,7 @@ def _issue(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, cn: str,
            usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.SERVER_AUTH) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    sans = _sans(dns, ips)
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
                .issuer_name(ca.subject).public_key(key.public_key())
@@ -77,7 +105,8 @@ def _issue(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, cn: str,
 
 
 class LabPki:
-    """Certificates on disk in ``directory``; each is made once and then read back."""
+    """Certificates on disk in ``directory``; each is made once and then read back, as long
+    as it still says what the topology asks."""
 
     def __init__(self, directory: Path, topo: Topology) -> None:
         self.dir, self.topo = directory, topo
@@ -90,12 +119,12 @@ class LabPki:
               usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.SERVER_AUTH,
               ) -> tuple[bytes, bytes]:
         crt, key = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
-        if not (crt.exists() and key.exists()):
-            ca_key, ca = _load_or_make_ca(self.dir, self.topo.name)
+        ca_key, ca = _load_or_make_ca(self.dir, self.topo.name)
+        if not (crt.exists() and key.exists()
+                and _still_right(crt.read_bytes(), ca, cn, dns, ips)):
             c, k = _issue(ca_key, ca, cn, dns, ips, usage)
-            crt.write_bytes(c)
-            key.write_bytes(k)
-            key.chmod(0o600)
+            atomic_write(key, k)  # the key first: a crash between leaves a pair re-issued
+            atomic_write(crt, c, 0o644)
         return crt.read_bytes(), key.read_bytes()
 
     def ca(self) -> bytes:

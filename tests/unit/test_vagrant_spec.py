@@ -19,7 +19,7 @@ def test_one_vm_per_node_but_the_client(default_topo):
     assert [n["name"] for n in s["nodes"]] == ["lb01", "lb02", "k8s-master-01",
                                                "k8s-master-02", "k8s-master-07"]
     assert s["nodes"][0] == {"name": "lb01", "address": "192.168.0.101", "cpus": 1,
-                             "memory": 512, "box": "halab/debian12"}
+                             "memory": 512, "box": "halab/debian12", "host_key": None}
     assert s["lan"]["host_ip"] == "192.168.0.10", "the VM host is the client"
     assert s["prefix"] == "halab-halab-" and s["storage_pool"]["name"] == "halab-halab-pool"
     assert s["management"]["mode"] == "none", "the management network routes nowhere"

@@ -192,3 +192,40 @@ def test_vagrant_ssh_logs_in_as_halab_does(lab_file, tmp_path, who):
     else:
         assert info == {"host": "192.168.0.101", "user": "root",
                         "keys": [str(lab_file.parent / ".halab/vfile/id_ed25519")]}
+
+
+# -- the host key halab made, installed on the VM ---------------------------------------------
+def _node_setup(spec_file: Path, node: str) -> str:
+    """The Vagrantfile's shell step for ``node``, rendered by Ruby as vagrant would (with a
+    stand-in for Vagrant itself: no VM, no vagrant needed)."""
+    script = ("module Vagrant; def self.configure(*) end; end\n"
+              f"load {json.dumps(str(ROOT / 'Vagrantfile'))}\n"
+              "spec = JSON.parse(File.read(ENV['HALAB_VAGRANT_SPEC']))\n"
+              f"print node_setup(spec, spec['nodes'].find {{ |n| n['name'] == '{node}' }})\n")
+    p = subprocess.run(["ruby", "-e", script], capture_output=True, text=True,
+                       env={**os.environ, "HALAB_VAGRANT_SPEC": str(spec_file)}, check=True)
+    return p.stdout
+
+
+@pytest.mark.skipif(shutil.which("ruby") is None, reason="ruby (vagrant's) is not installed")
+def test_node_setup_installs_the_host_key_halab_pinned(lab_file, tmp_path):
+    import base64
+    import re
+
+    p = _provider(lab_file)
+    key = p.state.host_key("lb01")
+    spec = p.spec("qemu", "ssh-ed25519 AAAA lab")
+    assert {n["name"]: n["host_key"] for n in spec["nodes"]}["lb01"] == str(key)
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    sh = _node_setup(spec_file, "lb01")
+    subprocess.run(["bash", "-n"], input=sh, text=True, check=True)
+    installed = dict(re.findall(r"echo (\S+) \| base64 -d > (/etc/ssh/[^\s)]+)", sh))
+    assert {v: base64.b64decode(k) for k, v in installed.items()} == {
+        "/etc/ssh/ssh_host_ed25519_key": key.read_bytes(),
+        "/etc/ssh/ssh_host_ed25519_key.pub": key.with_suffix(".pub").read_bytes()}
+    assert "umask 077" in sh and "systemctl restart ssh" in sh
+    # and the lab's known_hosts pins that very key
+    p._write_ssh_config()
+    known = p.state.known_hosts.read_text()
+    assert " ".join(key.with_suffix(".pub").read_text().split()[:2]) in known

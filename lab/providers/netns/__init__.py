@@ -234,9 +234,7 @@ class NetnsProvider(Provider):
 
     def _write_sshd(self, node: str, address: str) -> None:
         d = self.state.node_dir(node)
-        hostkey = d / "ssh_host_ed25519_key"
-        if not hostkey.exists():
-            sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node, "-f", str(hostkey)])
+        hostkey = self.state.host_key(node)  # halab's, so known_hosts can pin it
         (d / "sshd_config").write_text(
             f"# sshd of lab node {node} (halab)\n"
             f"ListenAddress {address}\n"
@@ -297,8 +295,10 @@ class NetnsProvider(Provider):
 
     def _write_ssh_config(self) -> None:
         proxy = f"ip netns exec {self.ns(self.topo.client.name)} nc %h %p"
-        write_ssh_config(self.state.ssh_config, [
-            SshHost(n.name, str(n.address), self.state.key, proxy) for n in self._machines()])
+        write_ssh_config(self.state.ssh_config, self.state.known_hosts, [
+            SshHost(n.name, str(n.address), self.state.key, proxy,
+                    self.state.host_key(n.name).with_suffix(".pub").read_text())
+            for n in self._machines()])
 
     def down(self) -> None:
         require_root("removing the embedded (netns) lab")

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -123,7 +124,9 @@ class VagrantProvider(Provider):
         return vspec.build(self.topo, driver=driver, uri=uri, pool_path=self.dir / "pool",
                            emulator=self.dir / "bin" / "qemu-tcg" if driver == "qemu" else None,
                            public_key=public_key, serial_dir=self.dir / "serial",
-                           private_key=self.state.key)
+                           private_key=self.state.key,
+                           host_keys={n.name: self.state.host_key_path(n.name)
+                                      for n in vspec.vm_nodes(self.topo)})
 
     def for_vagrantfile(self, lab_file: Path) -> dict[str, Any]:
         """What the top-level Vagrantfile needs when a person runs vagrant in the checkout.
@@ -239,8 +242,18 @@ class VagrantProvider(Provider):
 
     def _build(self, driver: str, progress: Progress) -> None:
         key = self.state.ensure_key()
+        for n in vspec.vm_nodes(self.topo):
+            # Made here, installed by the Vagrantfile's node_setup over vagrant's own channel
+            # (the management network): the first connection halab makes is checked too.
+            self.state.host_key(n.name)
         for d in ("bin", "pool", "serial", "logs", "dotvagrant"):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
+        if self.mode == "system":
+            # The machine's libvirt runs qemu as its own user (libvirt-qemu), which must
+            # reach the VMs' disks in the pool through the 0700 state folders: search
+            # only (x), never list, read or write. The isolated libvirt runs qemu as root.
+            for d in (self.state.dir.parent, self.state.dir, self.dir, self.dir / "pool"):
+                d.chmod(stat.S_IMODE(d.stat().st_mode) | 0o011)
         spec = self.spec(driver, key.with_suffix(".pub").read_text())
         if spec["emulator"]:
             emulator = Path(spec["emulator"])
@@ -307,8 +320,10 @@ class VagrantProvider(Provider):
         proxy = None
         if self.mode == "isolated":
             proxy = f"ip netns exec {self.host.netns} nc %h %p"
-        write_ssh_config(self.state.ssh_config, [
-            SshHost(n.name, str(n.address), self.state.key, proxy)
+        # The host keys halab made and node_setup installed (spec.json names them).
+        write_ssh_config(self.state.ssh_config, self.state.known_hosts, [
+            SshHost(n.name, str(n.address), self.state.key, proxy,
+                    self.state.host_key(n.name).with_suffix(".pub").read_text())
             for n in vspec.vm_nodes(self.topo)])
 
     def _wait_ssh(self, address: str, node: str, timeout: float) -> None:

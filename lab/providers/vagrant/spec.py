@@ -39,7 +39,9 @@ def vm_nodes(topo: Topology) -> list:
 
 def build(topo: Topology, *, driver: str, uri: str, pool_path: Path, emulator: Path | None,
           public_key: str, serial_dir: Path,
-          private_key: Path | None = None) -> dict[str, Any]:
+          private_key: Path | None = None,
+          host_keys: dict[str, Path] | None = None) -> dict[str, Any]:
+    host_keys = host_keys or {}
     prefix = topo.prefix
     return {
         "lab": topo.name,
@@ -65,7 +67,11 @@ def build(topo: Topology, *, driver: str, uri: str, pool_path: Path, emulator: P
         "hosts": {n.name: str(n.address) for n in topo.nodes},
         "nodes": [
             {"name": n.name, "address": str(n.address), "cpus": n.vm.cpus,
-             "memory": n.vm.memory_mib, "box": n.vm.box or topo.vagrant.box}
+             "memory": n.vm.memory_mib, "box": n.vm.box or topo.vagrant.box,
+             # The sshd host key halab made for the node (private; its .pub beside it):
+             # node_setup installs it, the lab's known_hosts pins it. None: sshd keeps the
+             # box's, and halab, which knows no such key, refuses to connect.
+             "host_key": str(host_keys[n.name]) if n.name in host_keys else None}
             for n in vm_nodes(topo)
         ],
     }
