@@ -385,3 +385,12 @@ def test_a_hostile_scenario_file_is_refused(tmp_path):
 
 def test_every_shipped_scenario_still_loads():
     assert scenario.load_all()
+
+
+def test_the_table_is_linked_from_the_safety_section():
+    readme = (ROOT / "README.md").read_text()
+    safety = readme.split("\n## Safety\n", 1)[1].split("\n## ", 1)[0]
+    assert "(docs/hostile-input.md)" in safety
+    table = (ROOT / "docs" / "hostile-input.md").read_text()
+    for this in ("tests/unit/test_hostile_input.py", "alias bomb", "not UTF-8", "client"):
+        assert this in table
