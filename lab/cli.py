@@ -387,17 +387,6 @@ def graph(file: LabFile = Path("lab.yaml"),
 
 
 # -- faults and chaos runs -------------------------------------------------------------------
-def _params(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise HalabError(f"a fault parameter is KEY=VALUE (e.g. `-p service=haproxy`), "
-                             f"got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _fault_list(as_json: bool) -> None:
     if as_json:
         _json([{"name": f.name, "summary": f.summary, "nodes": f.nodes,
@@ -443,12 +432,16 @@ def fault(name: Annotated[str | None, typer.Argument(help="a fault of the catalo
         if name is None and not (list_ or as_json):
             raise typer.Exit(2)
         return
+    # Checked before anything is opened: a bad parameter is the same error on any lab.
+    params = faults.parse_params(param or [])
+    faults.check_params(name, params)
     lab = _open(file)
-    lab.require_up()
     from lab.chaos.scenario import resolve
 
     targets = resolve(lab.topo, nodes or [])
-    (faults.undo if undo else faults.inject)(lab, name, targets, _params(param or []))
+    faults.check_nodes(name, lab.topo, targets)
+    lab.require_up()
+    (faults.undo if undo else faults.inject)(lab, name, targets, params)
     verb = "undone" if undo else "injected"
     out.print(f"{name} {verb}{' on ' + ', '.join(targets) if targets else ''}; VIP on "
               f"{', '.join(observe.vip_holders(lab)) or 'no LB'}")

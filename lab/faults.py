@@ -8,13 +8,15 @@ scenarios; the plain functions below it are what tests call directly.
 
 from __future__ import annotations
 
+import math
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from lab import inputs
 from lab.errors import HalabError
 from lab.lab import Lab
-from lab.topology import Role
+from lab.topology import Role, Topology
 from lab.wait import until
 from provision import names
 
@@ -239,9 +241,143 @@ def _impairable(lab: Lab) -> list[str]:
             if node.managed and lab.provider.node_state(n) == "running"]
 
 
-# -- the catalogue -----------------------------------------------------------------------
+# -- what a fault accepts -----------------------------------------------------------------
 Params = Mapping[str, object]
 Action = Callable[[Lab, list[str], Params], None]
+
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric parameter: finite, within [lo, hi] (lo excluded when ``lo_open``), whole
+    when ``integer``; ``why`` says where the bounds come from."""
+
+    lo: float
+    hi: float
+    why: str
+    integer: bool = False
+    lo_open: bool = False
+
+    def check(self, fault: str, key: str, raw: object) -> float | int:
+        shown = inputs.quote(raw)
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise HalabError(f"fault '{fault}': {key} must be a number, got {shown}")
+        try:
+            x = float(raw) if not isinstance(raw, int) else raw
+        except (ValueError, OverflowError):
+            raise HalabError(f"fault '{fault}': {key} must be a number, got {shown}") from None
+        if isinstance(x, float) and not math.isfinite(x):
+            raise HalabError(f"fault '{fault}': {key} must be a finite number, got {shown}")
+        below = x <= self.lo if self.lo_open else x < self.lo
+        if below or x > self.hi or (self.integer and x != int(x)):
+            span = f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
+            kind = "a whole number in " if self.integer else ""
+            raise HalabError(f"fault '{fault}': {key} must be {kind}{span}, got {shown}: "
+                             f"{self.why}")
+        return int(x) if self.integer else float(x)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A parameter that names one of a few things (a daemon): anything else could become
+    a path or a command on the node."""
+
+    values: tuple[str, ...]
+    why: str
+
+    def check(self, fault: str, key: str, raw: object) -> str:
+        if not isinstance(raw, str) or raw not in self.values:
+            raise HalabError(f"fault '{fault}': {key} must be one of {', '.join(self.values)}, "
+                             f"got {inputs.quote(raw)}: {self.why}")
+        return raw
+
+
+Rule = Number | OneOf
+# The daemons a lab runs, by unit name (`nginx`: every nginx stand-in of a master), and the
+# embedded lab's sshd, which halab starts from the host (nsenter), so that restore() and an
+# undo bring it back without SSH. On VMs sshd is the system's: nothing could start it again.
+SERVICES = (names.HAPROXY_UNIT, names.KEEPALIVED_UNIT, names.APISERVER_UNIT,
+            names.INGRESS_UNIT, "nginx", names.SSH_UNIT)
+SERVICE_RULE = OneOf(SERVICES, "the daemons the lab runs")
+# tc netem drops and delays the node's SSH replies too (only the nftables loss rule exempts
+# them), and SSH is how an undo, restore() and status reach a VM's daemons and every node's
+# packet filters: beyond these bounds the way back is no longer dependable. A total cut is
+# `link-down` (or crash, freeze, partition), which does not depend on the node's SSH to undo.
+LOSS_RULE = Number(0.01, 50, "at most half (netem drops SSH's replies too; for a total cut "
+                   "use link-down, undone without SSH), at least 0.01 (1 packet in 10000, "
+                   "what the nftables rule can express)")
+DELAY_RULE = Number(0, 1000, "at most a second (netem delays SSH's replies too, and a "
+                    "connection must open within 10 s)", lo_open=True)
+JITTER_RULE = Number(0, 1000, "at most a second, as the delay")
+COUNT_RULE = Number(1, 1000, "how many API servers, at least one (at most the lab's "
+                    "masters)", integer=True)
+PARAM_KEY = inputs.TOKEN
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """`-p KEY=VALUE` options as a mapping; every malformed item a ``HalabError``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not PARAM_KEY.fullmatch(key):
+            raise HalabError(f"a fault parameter is KEY=VALUE (e.g. `-p service=haproxy`), "
+                             f"got {inputs.quote(item)}")
+        if key in out:
+            raise HalabError(f"fault parameter {key} is given twice; give it once")
+        out[key] = value
+    return out
+
+
+def check_params(name: str, params: Params, topo: Topology | None = None) -> dict[str, object]:
+    """The parameters of fault ``name``, checked and with defaults filled in, needing no lab
+    (chaos scenarios are checked this way when loaded); with ``topo``, also against it."""
+    f = fault(name)
+    unknown = sorted(str(k) for k in params if k not in f.params)
+    if unknown:
+        accepted = ", ".join(f"{k}={v}" for k, v in f.params.items()) or "none"
+        raise HalabError(f"fault '{f.name}' takes no parameter "
+                         f"{', '.join(inputs.quote(k, 30).strip(chr(39)) for k in unknown[:5])};"
+                         f" it accepts: {accepted}")
+    merged = {**f.params, **params}
+    missing = [k for k, v in merged.items() if v is None]
+    if missing:
+        raise HalabError(f"fault '{f.name}' needs {', '.join(missing)}: e.g. "
+                         f"`halab fault {f.name} NODE -p {missing[0]}=...`")
+    out = {k: f.rules[k].check(f.name, k, v) for k, v in merged.items()}
+    if topo is not None and "count" in out and int(out["count"]) > len(topo.control_planes):
+        raise HalabError(f"fault '{f.name}': count={out['count']} but the lab has "
+                         f"{len(topo.control_planes)} API servers")
+    return out
+
+
+def check_nodes(name: str, topo: Topology, nodes: list[str]) -> list[str]:
+    """The nodes fault ``name`` is aimed at, checked against the lab: known, distinct, as
+    many as the fault takes, of its role, and never the client."""
+    f = fault(name)
+    if len(nodes) < f.min_nodes or (f.max_nodes is not None and len(nodes) > f.max_nodes):
+        raise HalabError(f"fault '{f.name}' takes {f.nodes}; got {len(nodes)} node(s): "
+                         f"{inputs.clip(' '.join(nodes), 200) or '(none)'}")
+    twice = sorted({n for n in nodes if nodes.count(n) > 1})
+    if twice:
+        raise HalabError(f"fault '{f.name}' names {', '.join(twice)} more than once; name each "
+                         "node once (a partition is between two different nodes)")
+    for n in nodes:
+        try:
+            spec = topo.node(n)
+        except KeyError:
+            raise HalabError(f"no node {inputs.quote(n)} in lab '{topo.name}'; nodes: "
+                             + ", ".join(x.name for x in topo.nodes)) from None
+        if Role.CLIENT in spec.roles:
+            raise HalabError(f"{n} is the operator's desk (the client), not a lab machine: "
+                             "probes, SSH and every undo start there, so no fault is aimed at "
+                             "it; name a load balancer or a master")
+        if f.role is not None and f.role not in spec.roles:
+            raise HalabError(f"fault '{f.name}' takes {f.nodes}; {n} has no {f.role.value} "
+                             "role")
+    return nodes
+
+
+# -- the catalogue -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -257,6 +393,7 @@ class Fault:
     min_nodes: int = 1
     max_nodes: int | None = None
     params: dict[str, object] = field(default_factory=dict)  # accepted, with defaults
+    rules: dict[str, Rule] = field(default_factory=dict)  # what each parameter may be
     providers: frozenset[str] = ALL_PROVIDERS
     role: Role | None = None  # every node named must have it
 
@@ -266,33 +403,13 @@ class Fault:
             raise FaultUnavailable(
                 f"fault '{self.name}' cannot be expressed with the {lab.provider.name} "
                 f"provider (it works with: {', '.join(sorted(self.providers))})")
-        unknown = sorted(set(params) - set(self.params))
-        if unknown:
-            accepted = ", ".join(f"{k}={v}" for k, v in self.params.items()) or "none"
-            raise HalabError(f"fault '{self.name}' takes no parameter {', '.join(unknown)}; "
-                             f"it accepts: {accepted}")
-        merged = {**self.params, **params}
-        missing = [k for k, v in merged.items() if v is None]
-        if missing:
-            raise HalabError(f"fault '{self.name}' needs {', '.join(missing)}: e.g. "
-                             f"`halab fault {self.name} NODE -p {missing[0]}=...`")
-        for k, default in self.params.items():
-            if isinstance(default, int | float) and not isinstance(merged[k], int | float):
-                try:
-                    merged[k] = float(str(merged[k]))
-                except ValueError:
-                    raise HalabError(f"fault '{self.name}': {k} must be a number, got "
-                                     f"{merged[k]!r}") from None
-        if len(nodes) < self.min_nodes or (self.max_nodes is not None
-                                           and len(nodes) > self.max_nodes):
-            raise HalabError(f"fault '{self.name}' takes {self.nodes}; got "
-                             f"{len(nodes)} node(s): {' '.join(nodes) or '(none)'}")
-        for n in nodes:
-            node = lab.node(n)  # a clear error for an unknown name
-            if self.role is not None and not node.has(self.role):
-                raise HalabError(f"fault '{self.name}' takes {self.nodes}; {n} has no "
-                                 f"{self.role.value} role")
-        return nodes, merged
+        merged = check_params(self.name, params, lab.topo)
+        if merged.get("service") == names.SSH_UNIT and lab.provider.name != "netns":
+            raise HalabError(f"fault '{self.name}' on ssh works on the embedded lab only: on "
+                             f"the {lab.provider.name} provider sshd is the node's only way "
+                             "in, and nothing could start it again; to make a node unreachable "
+                             "use link-down or freeze")
+        return check_nodes(self.name, lab.topo, list(nodes)), merged
 
 
 def _each(fn: Callable[..., object], *keys: str) -> Action:
@@ -328,10 +445,10 @@ def _start_if_stopped(lab: Lab, node: str, service: str) -> None:
 
 
 def _apiservers(lab: Lab, nodes: list[str], p: Params) -> list[str]:
-    names = nodes or [m.name for m in lab.masters][: int(float(str(p["count"])))]
-    if not nodes and int(float(str(p["count"]))) > len(lab.masters):
-        raise HalabError(f"count={p['count']} but the lab has {len(lab.masters)} API servers")
-    return names
+    count = int(str(p["count"]))  # checked by COUNT_RULE: a whole number >= 1
+    if not nodes and count > len(lab.masters):
+        raise HalabError(f"count={count} but the lab has {len(lab.masters)} API servers")
+    return nodes or [m.name for m in lab.masters][:count]
 
 
 def _apiservers_down(lab: Lab, nodes: list[str], p: Params) -> None:
@@ -371,14 +488,17 @@ def _nothing(lab: Lab, nodes: list[str], p: Params) -> None:
 
 
 SERVICE = {"service": None}
+SERVICE_RULES: dict[str, Rule] = {"service": SERVICE_RULE}
 CATALOGUE: dict[str, Fault] = {f.name: f for f in [
     Fault("kill", "SIGKILL a daemon (haproxy, keepalived, kube-apiserver, ingress; nginx = "
           "both stand-ins): it crashes", _service_action(kill), _service_action(start),
-          "start it again", params=SERVICE),
+          "start it again", params=SERVICE, rules=SERVICE_RULES),
     Fault("stop", "stop a daemon gracefully (SIGTERM, SIGKILL after 10 s)",
-          _service_action(stop), _service_action(start), "start it again", params=SERVICE),
+          _service_action(stop), _service_action(start), "start it again", params=SERVICE,
+          rules=SERVICE_RULES),
     Fault("restart", "restart a daemon (stop, then start)", _service_action(restart),
-          _service_action(_start_if_stopped), "make sure it runs", params=SERVICE),
+          _service_action(_start_if_stopped), "make sure it runs", params=SERVICE,
+          rules=SERVICE_RULES),
     Fault("crash", "power cut: link down and every process of the node killed at once",
           _each(crash), _each(node_return), "boot it (its disk as it was)",
           providers=MACHINE_PROVIDERS),
@@ -394,18 +514,21 @@ CATALOGUE: dict[str, Fault] = {f.name: f for f in [
           min_nodes=2, max_nodes=2),
     Fault("loss", "drop a share of the packets the node sends (tc netem; nftables random "
           "drop where the kernel has no netem)", _loss, _unimpair, "remove netem / the rule",
-          params={"percent": 10.0}),
+          params={"percent": 10.0}, rules={"percent": LOSS_RULE}),
     Fault("delay", "delay the packets the node sends, with optional jitter (tc netem)",
-          _delay, _unimpair, "remove netem", params={"ms": 100.0, "jitter_ms": 0.0}),
+          _delay, _unimpair, "remove netem", params={"ms": 100.0, "jitter_ms": 0.0},
+          rules={"ms": DELAY_RULE, "jitter_ms": JITTER_RULE}),
     Fault("jitter", "delay with jitter (tc netem, normal distribution)", _delay, _unimpair,
-          "remove netem", params={"ms": 50.0, "jitter_ms": 25.0}),
+          "remove netem", params={"ms": 50.0, "jitter_ms": 25.0},
+          rules={"ms": DELAY_RULE, "jitter_ms": JITTER_RULE}),
     Fault("apiservers-down", "SIGKILL the API server on N masters (the first `count`, or "
           "the masters named)", _apiservers_down, _apiservers_up, "start them again",
           nodes="no node (count=N) or masters", min_nodes=0, params={"count": 1},
-          role=Role.CONTROL_PLANE),
+          rules={"count": COUNT_RULE}, role=Role.CONTROL_PLANE),
     Fault("ingress-down", "SIGKILL the ingress on a master", _each(kill, "service"),
           _each(start, "service"), "start it again", nodes="one or more ingress nodes",
-          params={"service": names.INGRESS_UNIT}, role=Role.INGRESS),
+          params={"service": names.INGRESS_UNIT}, role=Role.INGRESS,
+          rules={"service": OneOf((names.INGRESS_UNIT,), "this fault takes the ingress down")}),
 ]}
 
 

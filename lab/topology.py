@@ -11,15 +11,56 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lab import profiles
+from lab import inputs, profiles
 from lab.errors import LabFileError
 
 DEFAULT_LAB_FILE = "lab.yaml"
-# Names the providers use for their own objects; a node may not take them.
-RESERVED_NODE_NAMES = {"switch", "all"}
+# Names the providers use for their own objects beside the nodes' (`halab-<lab>-<name>`): the
+# embedded lab's switch namespace; the VM lab's libvirt namespace (`-host`, which its clean
+# finds by that ending), network (`-lan`, `-mgmt`) and storage pool (`-pool`); `all`, which
+# the CLI reads as every node. A node may not take them.
+RESERVED_NODE_NAMES = frozenset({"switch", "all", "host", "lan", "mgmt", "pool"})
+# Lab names that something else of halab's already uses, as a namespace prefix
+# (`halab-<name>-`, which `halab clean` of that lab would remove) or a folder under .halab/
+# (which `halab clean` of that lab would delete): the box build's output folder (.halab/box,
+# box/build.sh), the box test's namespaces (halab-boxtest-*, box/test/run.sh) and
+# `halab doctor`'s scratch namespace (halab-doctor-<pid>, lab/doctor.py). The classroom's
+# folder, .halab/_class, cannot be a lab name (no `_`).
+RESERVED_LAB_NAMES = frozenset({"box", "boxtest", "doctor"})
+# Linux network device names: at most 15 characters (IFNAMSIZ - 1).
+IFNAME_MAX = 15
+# The embedded lab's switch: a namespace holding this bridge and one port per node, named
+# after the node where the name fits (lab.providers.netns).
+SWITCH_BRIDGE = "br0"
+# Devices the kernel puts in every new network namespace: loopback, and the fallback tunnel
+# device of each tunnel module that is loaded. A node's NIC or switch port cannot take them.
+KERNEL_DEVICES = frozenset({"lo", "sit0", "tunl0", "gre0", "gretap0", "erspan0", "ip6tnl0",
+                            "ip6gre0", "ip_vti0", "ip6_vti0"})
+# A VM's first NIC is vagrant's management network; the lab NIC must be another.
+VAGRANT_MGMT_INTERFACE = "eth0"
+# The lab subnet's bounds. Wider than /16 is no lab (65534 addresses) and, with the VM
+# provider on the machine's own libvirt, becomes a route on this machine that shadows
+# networks it uses (a /8 hides all of 10.0.0.0/8); narrower than /29 leaves no room for two
+# LBs, a master, the client and the VIP.
+SUBNET_PREFIX_MIN, SUBNET_PREFIX_MAX = 16, 29
+# More nodes than any HA lab needs (the default has six): bounds validation, rendering and
+# bring-up.
+MAX_NODES = 64
+
+
+def switch_port(node_names: list[str], node: str) -> str:
+    """The embedded lab's switch port for ``node``: its name where that fits a device
+    name, otherwise ``port<index>``."""
+    if len(node) <= IFNAME_MAX:
+        return node
+    return f"port{node_names.index(node)}"
+
+
+# A box name reaches `vagrant box list`'s comparison and the Vagrantfile.
+BoxName = Annotated[str, Field(max_length=100),
+                    inputs.matching(inputs.BOX, "a vagrant box name (NAME or OWNER/NAME)")]
 
 
 class Role(StrEnum):
@@ -38,6 +79,32 @@ class Network(_Strict):
     # Same name on every provider, so that the rendered configs are identical on all of them.
     interface: Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")] = "eth1"
 
+    @field_validator("subnet")
+    @classmethod
+    def _a_lab_subnet(cls, net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not SUBNET_PREFIX_MIN <= net.prefixlen <= SUBNET_PREFIX_MAX:
+            raise ValueError(
+                f"{net} is no lab subnet: use a prefix from /{SUBNET_PREFIX_MIN} to "
+                f"/{SUBNET_PREFIX_MAX} (wider shadows this machine's own networks when the VM "
+                "lab uses its libvirt; narrower leaves no room for the nodes and the VIP)")
+        if (net.is_loopback or net.is_link_local or net.is_multicast or net.is_reserved
+                or net.subnet_of(ipaddress.IPv4Network("0.0.0.0/8")) or not net.is_private):
+            raise ValueError(
+                f"{net} is not a private unicast range; use one of 10.0.0.0/8, 172.16.0.0/12 "
+                "or 192.168.0.0/16, as nothing of a lab may look like a real network")
+        return net
+
+    @field_validator("interface")
+    @classmethod
+    def _a_free_device_name(cls, v: str) -> str:
+        if v in KERNEL_DEVICES:
+            raise ValueError(f"'{v}' is a device the kernel makes in every namespace; name the "
+                             "lab NIC otherwise (default eth1)")
+        if v == VAGRANT_MGMT_INTERFACE:
+            raise ValueError(f"'{v}' is a VM's management NIC (vagrant's); name the lab NIC "
+                             "otherwise (default eth1)")
+        return v
+
 
 class Vrrp(_Strict):
     state: Literal["MASTER", "BACKUP"]
@@ -48,8 +115,8 @@ class VmResources(_Strict):
     """What a VM provider gives the node; the embedded provider ignores it."""
 
     cpus: Annotated[int, Field(ge=1, le=64)] = 1
-    memory_mib: Annotated[int, Field(ge=256)] = 512
-    box: str | None = None
+    memory_mib: Annotated[int, Field(ge=256, le=65536)] = 512
+    box: BoxName | None = None
 
 
 class Node(_Strict):
@@ -77,6 +144,9 @@ class Node(_Strict):
     def _not_reserved(cls, v: str) -> str:
         if v in RESERVED_NODE_NAMES:
             raise ValueError(f"'{v}' is reserved for halab's own use; pick another node name")
+        if v == SWITCH_BRIDGE or v in KERNEL_DEVICES:
+            raise ValueError(f"'{v}' is a device of the embedded lab's switch (its bridge or "
+                             "the kernel's); pick another node name")
         return v
 
 
@@ -85,23 +155,27 @@ class VrrpCheck(_Strict):
 
     # The vrrp_script's name in keepalived.conf (the guide's `chk_haproxy`).
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")] = "chk_haproxy"
-    script: str = "/usr/bin/killall -0 haproxy"
-    interval: Annotated[int, Field(ge=1)] = 2  # keepalived 2.2 takes whole seconds only
+    script: Annotated[str, Field(max_length=255), inputs.matching(
+        inputs.SCRIPT, "an absolute path and simple arguments (letters, digits, ._+-/=:,@), "
+        "e.g. `/usr/bin/killall -0 haproxy`")] = "/usr/bin/killall -0 haproxy"
+    interval: Annotated[int, Field(ge=1, le=3600)] = 2  # keepalived 2.2: whole seconds only
     weight: Annotated[int, Field(ge=-253, le=253)] = 2
-    fall: Annotated[int, Field(ge=1)] = 1
-    rise: Annotated[int, Field(ge=1)] = 1
+    fall: Annotated[int, Field(ge=1, le=1000)] = 1
+    rise: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
 class Keepalived(_Strict):
     virtual_router_id: Annotated[int, Field(ge=1, le=255)] = 51
     advert_int: Annotated[float, Field(gt=0, le=255)] = 1
     vrrp_version: Literal[2, 3] = 2
-    auth_pass: Annotated[str, Field(min_length=1, max_length=8)] | None = "1111"
+    auth_pass: Annotated[str, Field(min_length=1, max_length=8), inputs.matching(
+        inputs.TOKEN, "1-8 letters, digits or ._+- (starting with a letter or digit)")
+    ] | None = "1111"
     check: VrrpCheck = VrrpCheck()
     # Gratuitous ARP from the MASTER every N s (keepalived's garp_master_refresh). The guide
     # has none: after a split brain heals, nothing makes the client forget the other LB's
     # MAC until its ARP entry expires (see lab.timing.arp_after_heal).
-    garp_master_refresh: Annotated[int, Field(ge=1)] | None = None
+    garp_master_refresh: Annotated[int, Field(ge=1, le=3600)] | None = None
 
     @model_validator(mode="after")
     def _version_rules(self) -> Keepalived:
@@ -117,9 +191,9 @@ class Keepalived(_Strict):
 class HealthCheck(_Strict):
     """HAProxy's server checks towards the masters (ms, counts)."""
 
-    inter_ms: Annotated[int, Field(ge=10)] = 2000
-    fall: Annotated[int, Field(ge=1)] = 3
-    rise: Annotated[int, Field(ge=1)] = 2
+    inter_ms: Annotated[int, Field(ge=10, le=3_600_000)] = 2000
+    fall: Annotated[int, Field(ge=1, le=1000)] = 3
+    rise: Annotated[int, Field(ge=1, le=1000)] = 2
 
 
 class Haproxy(_Strict):
@@ -132,7 +206,7 @@ class Haproxy(_Strict):
     timeout_check_ms: Annotated[int, Field(ge=10)] | None = None
     # Retry a failed connection on another server: hides a dead master from new clients.
     redispatch: bool = False
-    retries: Annotated[int, Field(ge=0)] | None = None
+    retries: Annotated[int, Field(ge=0, le=1000)] | None = None
 
 
 class Kubernetes(_Strict):
@@ -147,7 +221,22 @@ class Kubernetes(_Strict):
     control_plane: Literal["standin", "kubeadm"] = "standin"
     version: Annotated[str, Field(pattern=r"^1\.[0-9]+\.[0-9]+$")] = "1.30.6"
     pod_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
+    # kube-apiserver refuses a service range wider than /12 (20 bits of addresses).
     service_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+
+    @field_validator("service_subnet")
+    @classmethod
+    def _not_too_wide(cls, net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if net.prefixlen < 12:
+            raise ValueError(f"{net} is wider than kube-apiserver takes (a /12 at most)")
+        return net
+
+    @model_validator(mode="after")
+    def _apart(self) -> Kubernetes:
+        if self.pod_subnet.overlaps(self.service_subnet):
+            raise ValueError(f"pod_subnet {self.pod_subnet} and service_subnet "
+                             f"{self.service_subnet} overlap; give them ranges of their own")
+        return self
 
 
 class Vagrant(_Strict):
@@ -159,8 +248,8 @@ class Vagrant(_Strict):
     # the lab's folder (tests, CI). system: this machine's libvirt (a user's workstation).
     # auto: system when a libvirtd already answers here, isolated otherwise.
     libvirt: Literal["auto", "isolated", "system"] = "auto"
-    box: str = "halab/debian12"
-    boot_timeout: Annotated[int, Field(ge=30)] = 900
+    box: BoxName = "halab/debian12"
+    boot_timeout: Annotated[int, Field(ge=30, le=86400)] = 900
 
 
 ProfileName = Literal["seed", "kubeadm-guide", "fast"]
@@ -177,7 +266,7 @@ class Topology(_Strict):
     vagrant: Vagrant = Vagrant()
     network: Network = Network()
     vip: ipaddress.IPv4Address
-    nodes: Annotated[list[Node], Field(min_length=1)]
+    nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
     keepalived: Keepalived = Keepalived()
     haproxy: Haproxy = Haproxy()
 
@@ -186,25 +275,45 @@ class Topology(_Strict):
     def _profile_first(cls, data: Any) -> Any:
         return profiles.apply(data) if isinstance(data, dict) else data
 
+    @field_validator("name")
+    @classmethod
+    def _lab_name_free(cls, v: str) -> str:
+        if v in RESERVED_LAB_NAMES:
+            raise ValueError(f"'{v}' is a name halab already uses (.halab/{v} or the "
+                             f"namespaces halab-{v}-*); pick another lab name")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Topology:
         names = [n.name for n in self.nodes]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"node name '{dup}' appears more than once; node names must be unique")
+        ports = [switch_port(names, n) for n in names]
+        for dup in sorted({p for p in ports if ports.count(p) > 1}):
+            owners = ", ".join(n for n, p in zip(names, ports, strict=True) if p == dup)
+            raise ValueError(f"nodes {owners} would share the switch port '{dup}' (a name "
+                             f"longer than {IFNAME_MAX} characters becomes port<index>); rename "
+                             "one")
         addrs = [n.address for n in self.nodes]
         for dup in sorted({a for a in addrs if addrs.count(a) > 1}):
             owners = ", ".join(n.name for n in self.nodes if n.address == dup)
             raise ValueError(f"address {dup} is given to more than one node ({owners})")
         net = self.network.subnet
-        usable = set(net.hosts())
         for n in self.nodes:
-            if n.address not in usable:
+            if not is_host_of(n.address, net):
                 raise ValueError(
                     f"node {n.name}'s address {n.address} is not a host address of the lab "
                     f"subnet {net}"
                 )
-        if self.vip not in usable:
+        if not is_host_of(self.vip, net):
             raise ValueError(f"the VIP {self.vip} is not a host address of the lab subnet {net}")
+        k8s = self.kubernetes
+        if k8s.control_plane == "kubeadm":  # the stand-in has no pods and no services
+            for what, other in (("pod_subnet", k8s.pod_subnet),
+                                ("service_subnet", k8s.service_subnet)):
+                if other.overlaps(net):
+                    raise ValueError(f"kubernetes.{what} {other} overlaps the lab subnet {net}; "
+                                     "give the cluster a range of its own")
         if self.vip in addrs:
             owner = next(n.name for n in self.nodes if n.address == self.vip)
             raise ValueError(f"the VIP {self.vip} is also node {owner}'s address; the VIP floats "
@@ -279,6 +388,12 @@ class Topology(_Strict):
         return self.network.subnet.prefixlen
 
 
+def is_host_of(address: ipaddress.IPv4Address, net: ipaddress.IPv4Network) -> bool:
+    """``address`` is one of ``net.hosts()`` (neither its network nor its broadcast
+    address), by arithmetic: enumerating a /8 takes gigabytes."""
+    return net.network_address < address < net.broadcast_address
+
+
 # -- loading -----------------------------------------------------------------------------
 def load(path: str | Path = DEFAULT_LAB_FILE, profile: str | None = None) -> Topology:
     """Read and validate a lab file; every failure is a one-paragraph ``LabFileError``.
@@ -288,7 +403,12 @@ def load(path: str | Path = DEFAULT_LAB_FILE, profile: str | None = None) -> Top
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        if p.is_file() and p.stat().st_size > inputs.MAX_FILE_BYTES:
+            # Not read at all: -f naming a disk image must not fill the memory.
+            raise LabFileError(f"{p}: {p.stat().st_size} bytes is far more than a lab file "
+                               f"needs (at most {inputs.MAX_FILE_BYTES}); check that -f names "
+                               "the right file.")
+        data = p.read_bytes()
     except FileNotFoundError:
         raise LabFileError(
             f"{p}: no such lab file. Run from the folder that holds lab.yaml, or name the file "
@@ -296,20 +416,15 @@ def load(path: str | Path = DEFAULT_LAB_FILE, profile: str | None = None) -> Top
         ) from None
     except OSError as e:
         raise LabFileError(f"{p}: cannot read the lab file ({e.strerror}).") from None
-    return parse(text, source=str(p), profile=profile)
+    return parse(inputs.decode(data, str(p), LabFileError), source=str(p), profile=profile)
 
 
 def parse(text: str, source: str = DEFAULT_LAB_FILE, profile: str | None = None) -> Topology:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise LabFileError(
-            f"{source}: YAML syntax error{where}: {problem}. Fix the indentation or quoting "
-            "there; every value must be `key: value` under its section."
-        ) from None
+    """Validate the text of a lab file; every failure is a one-paragraph ``LabFileError``
+    (never another exception, whatever the text: tests/unit/test_hostile_properties.py)."""
+    data = inputs.load_yaml(text, source, LabFileError, hint=(
+        " Fix the indentation or quoting there; every value must be `key: value` under its "
+        "section."))
     if not isinstance(data, dict):
         raise LabFileError(f"{source}: the lab file must be a YAML mapping with at least `vip` "
                            "and `nodes`; see the lab.yaml that ships with halab.")
@@ -322,7 +437,7 @@ def parse(text: str, source: str = DEFAULT_LAB_FILE, profile: str | None = None)
     try:
         return Topology.model_validate(data)
     except ValidationError as e:
-        raise LabFileError(_describe(source, data, e)) from None
+        raise LabFileError(inputs.clip(_describe(source, data, e))) from None
 
 
 def _where(data: Any, loc: tuple[int | str, ...]) -> str:
@@ -333,33 +448,41 @@ def _where(data: Any, loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
             try:
                 cur = cur[part]
-                if isinstance(cur, dict) and "name" in cur:
-                    out += f" ({cur['name']})"
+                if isinstance(cur, dict) and isinstance(cur.get("name"), str):
+                    out += f" ({inputs.quote(cur['name'], 40).strip(chr(39))})"
             except (IndexError, KeyError, TypeError):
                 cur = None
         else:
-            out += f".{part}" if out else str(part)
+            shown = inputs.quote(part, 40).strip("'")  # a key is the user's text too
+            out += f".{shown}" if out else shown
             cur = cur.get(part) if isinstance(cur, dict) else None
     return out
 
 
 def _describe(source: str, data: Any, err: ValidationError) -> str:
     problems = []
-    for e in err.errors():
+    errors = err.errors()
+    for e in errors[: inputs.MAX_PROBLEMS]:
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         where = _where(data, loc) if loc else ""
         kind, msg = e["type"], e["msg"].removeprefix("Value error, ")
         if kind == "extra_forbidden":
-            msg = f"unknown key `{loc[-1]}`: remove it or check its spelling"
+            msg = (f"unknown key `{inputs.quote(loc[-1], 40).strip(chr(39))}`: remove it or "
+                   "check its spelling")
         elif kind == "missing":
             msg = "is required but missing"
         elif kind == "enum":
             what = "role" if "role" in where else "value"
             roles = ", ".join(r.value for r in Role)
-            msg = f"unknown {what} {e['input']!r}; expected one of {roles}"
+            msg = f"unknown {what} {inputs.quote(e['input'])}; expected one of {roles}"
         elif kind in ("ip_v4_address", "ip_v4_network"):
-            msg = f"{e['input']!r} is not an IPv4 {'network' if 'network' in kind else 'address'}"
+            msg = (f"{inputs.quote(e['input'])} is not an IPv4 "
+                   f"{'network' if 'network' in kind else 'address'}")
+        elif kind == "string_pattern_mismatch":
+            msg = f"{inputs.quote(e['input'])} is not allowed here ({msg})"
         problems.append(f"{where}: {msg}" if where else msg)
+    if len(errors) > inputs.MAX_PROBLEMS:
+        problems.append(f"and {len(errors) - inputs.MAX_PROBLEMS} more problem(s)")
     head = f"{source}: invalid lab file: "
     fix = " Fix the value(s) named and run the command again."
     return head + "; ".join(problems) + "." + fix

@@ -25,6 +25,8 @@ APISERVER_UNIT = "kube-apiserver"
 INGRESS_UNIT = "ingress"
 # The units that are nginx in this lab (the API server and ingress stand-ins).
 NGINX_UNITS = (APISERVER_UNIT, INGRESS_UNIT)
+# The embedded lab's sshd, a unit of the node like the others (on VMs: the system's own).
+SSH_UNIT = "ssh"
 
 # keepalived's main pid file, and where it writes its state dumps (SIGJSON, SIGUSR1): its
 # $TMPDIR, a runtime folder of the node's own (on the embedded lab /tmp is the host's).

@@ -14,12 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lab import inputs
 from lab.chaos import bounds
 from lab.errors import HalabError
-from lab.faults import CATALOGUE
+from lab.faults import CATALOGUE, check_params
+from lab.inputs import quote
 from lab.topology import Role, Topology
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
@@ -77,8 +78,19 @@ class Step(_Strict):
                              + (", ".join(given) or "none"))
         name = self.fault or self.undo
         if name is not None and name not in CATALOGUE:
-            raise ValueError(f"unknown fault '{name}'; the catalogue has: "
+            raise ValueError(f"unknown fault {quote(name)}; the catalogue has: "
                              + ", ".join(CATALOGUE))
+        if name is not None:
+            # What can be checked without a lab is checked now, not midway through a run:
+            # the parameters, and literal node names given twice (aliases are resolved and
+            # checked again against the lab when the step runs).
+            try:
+                check_params(name, self.params)
+            except HalabError as e:
+                raise ValueError(str(e)) from None
+            twice = sorted({n for n in self.nodes if self.nodes.count(n) > 1})
+            if twice:
+                raise ValueError(f"fault '{name}' names {', '.join(twice)} more than once")
         if self.wait is not None and self.wait.within is None:
             raise ValueError("a wait needs `within: BOUND` (how long, from the config)")
         return self
@@ -175,7 +187,7 @@ def resolve(topo: Topology, names: list[str]) -> list[str]:
             try:
                 topo.node(n)
             except KeyError:
-                raise HalabError(f"no node '{n}' in lab '{topo.name}'; nodes: "
+                raise HalabError(f"no node {quote(n)} in lab '{topo.name}'; nodes: "
                                  + ", ".join(x.name for x in topo.nodes)) from None
             out.append(n)
             continue
@@ -192,21 +204,17 @@ def resolve(topo: Topology, names: list[str]) -> list[str]:
                                  f"@{role}-1 ... @{role}-{len(pool)}")
             out.append(pool[int(idx) - 1].name)
         else:
-            raise HalabError(f"unknown node alias {n}; use a node name or one of @master-lb, "
-                             "@backup-lb, @apiserver-N, @ingress-N")
+            raise HalabError(f"unknown node alias {quote(n)}; use a node name or one of "
+                             "@master-lb, @backup-lb, @apiserver-N, @ingress-N")
     return out
 
 
 def load(path: Path) -> Scenario:
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
     except OSError as e:
         raise HalabError(f"{path}: cannot read the scenario ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise HalabError(f"{path}: YAML syntax error{where}: "
-                         f"{getattr(e, 'problem', None) or e}") from None
+    data = inputs.load_yaml(inputs.decode(raw, str(path), HalabError), str(path), HalabError)
     if not isinstance(data, dict):
         raise HalabError(f"{path}: a scenario is a YAML mapping with title, "
                          "steady-state-hypothesis and method")
@@ -215,9 +223,10 @@ def load(path: Path) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in x['loc']) or 'scenario'}: "
-            f"{x['msg'].removeprefix('Value error, ')}" for x in e.errors())
-        raise HalabError(f"{path}: invalid scenario: {problems}. Fix it and run again.") from None
+            f"{quote('.'.join(str(p) for p in x['loc']), 80).strip(chr(39)) or 'scenario'}: "
+            f"{x['msg'].removeprefix('Value error, ')}" for x in e.errors()[:inputs.MAX_PROBLEMS])
+        raise HalabError(inputs.clip(f"{path}: invalid scenario: {problems}. Fix it and run "
+                                     "again.")) from None
 
 
 def load_all(directory: Path = SCENARIO_DIR, names: list[str] | None = None) -> list[Scenario]:

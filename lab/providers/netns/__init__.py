@@ -29,12 +29,13 @@ from lab.providers.base import Progress, Provider, _quiet
 from lab.providers.netns.services import NetnsServices, pid_ns, processes_in
 from lab.services import Unit
 from lab.system import require_root, require_tools, sh
-from lab.topology import Role
+from lab.topology import SWITCH_BRIDGE, Role, switch_port
 from lab.transport import LocalTransport, SshHost, write_ssh_config
 from lab.wait import until
+from provision import names
 
 INIT_SCRIPT = Path(__file__).with_name("node-init.sh")
-BRIDGE = "br0"
+BRIDGE = SWITCH_BRIDGE  # named in lab.topology, which refuses node names that collide
 
 
 def netns_list() -> list[str]:
@@ -115,8 +116,7 @@ class NetnsProvider(Provider):
         return f"{self.topo.prefix}switch"
 
     def port(self, node: str) -> str:
-        i = [n.name for n in self.topo.nodes].index(node)
-        return node if len(node) <= 15 else f"port{i}"
+        return switch_port([n.name for n in self.topo.nodes], node)
 
     def disk(self, node: str) -> Path:
         return self.state.node_dir(node) / "disk"
@@ -280,11 +280,11 @@ class NetnsProvider(Provider):
         if p.poll() is not None:
             raise HalabError(f"{node}'s init exited {p.returncode}; see {logs}/init.log")
         svc = self._services(node)
-        svc.install(Unit("ssh", ("/usr/sbin/sshd", "-D", "-e", "-f",
+        svc.install(Unit(names.SSH_UNIT, ("/usr/sbin/sshd", "-D", "-e", "-f",
                                  str(self.state.node_dir(node) / "sshd_config")),
                          "OpenBSD Secure Shell server", ("/run/sshd",)))
         # Like systemd at boot: every enabled unit, sshd first so the node can be reached.
-        for name in ["ssh", *[u for u in svc.installed() if u != "ssh"]]:
+        for name in [names.SSH_UNIT, *[u for u in svc.installed() if u != names.SSH_UNIT]]:
             svc.start(name)
 
     def _wait_ssh(self, address: str, node: str) -> None:

@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from lab import inputs
 from lab.errors import HalabError, LabStateError
+from lab.inputs import TOKEN
 from lab.services import ServiceState, Unit
 from lab.wait import until
 
@@ -106,16 +108,24 @@ class NetnsServices:
         """The node's file system as its processes see it, from the host."""
         return Path(f"/proc/{self._init()}/root")
 
+    def _file(self, folder: str, name: str, suffix: str) -> Path:
+        """A unit's file in the node; a unit name is a single path component, never a way
+        to another folder (a unit file names a command that runs as root)."""
+        if not TOKEN.fullmatch(name):
+            raise HalabError(f"{inputs.quote(name)} is not a unit name (letters, digits, "
+                             "._+-); `halab status` lists the node's daemons")
+        return self._root() / folder / f"{name}{suffix}"
+
     def _unit(self, name: str) -> Unit:
         try:
-            return Unit.from_json((self._root() / UNITS_DIR / f"{name}.json").read_text())
+            return Unit.from_json(self._file(UNITS_DIR, name, ".json").read_text())
         except FileNotFoundError:
             raise HalabError(f"{self.node} has no service '{name}'; it has: "
                              f"{', '.join(self.installed()) or 'none'}") from None
 
     def _host_pid(self, name: str) -> int | None:
         try:
-            inner = int((self._root() / PIDS_DIR / f"{name}.pid").read_text().strip())
+            inner = int(self._file(PIDS_DIR, name, ".pid").read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
         init = self._init()
@@ -131,7 +141,7 @@ class NetnsServices:
 
     # -- ServiceManager -------------------------------------------------------------------
     def install(self, unit: Unit) -> bool:
-        path = self._root() / UNITS_DIR / f"{unit.name}.json"
+        path = self._file(UNITS_DIR, unit.name, ".json")
         text = unit.to_json()
         if path.exists() and path.read_text() == text:
             return False
@@ -147,7 +157,7 @@ class NetnsServices:
         pid = self._host_pid(name)
         if pid is None:
             return ServiceState(name, False)
-        inner = int((self._root() / PIDS_DIR / f"{name}.pid").read_text().strip())
+        inner = int(self._file(PIDS_DIR, name, ".pid").read_text().strip())
         return ServiceState(name, True, inner)
 
     def start(self, name: str) -> None:
@@ -158,7 +168,7 @@ class NetnsServices:
         for d in unit.runtime_dirs:
             (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
         pidfile = f"/{PIDS_DIR}/{name}.pid"
-        (root / PIDS_DIR / f"{name}.pid").unlink(missing_ok=True)
+        self._file(PIDS_DIR, name, ".pid").unlink(missing_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{name}.log", "ab") as log:
             log.write(f"--- halab: starting {name} at {time.strftime('%F %T')}\n".encode())
