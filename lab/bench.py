@@ -416,26 +416,25 @@ class Bench:
         return Lab(bench_topology(self.file, profile), self.file.resolve().parent,
                    self.provider)
 
-    def refuse_if_up(self) -> None:
+    def refuse_if_up(self, lab: Lab) -> None:
         """The bench's lab must not be up already: another bench runs, or one was killed."""
-        lab = self.open(self.plan.profiles[0])
         if lab.is_up():
             raise LabStateError(
                 f"the bench's lab '{lab.topo.name}' is already up: another `halab bench` "
                 f"on {self.file} runs, or one was killed before it could take its lab down. "
-                f"`halab bench --clean -f {self.file}` removes it (the lab named in the file, "
-                f"'{lab.topo.name[:-1] if lab.topo.name.endswith('b') else lab.topo.name}',"
-                " is never touched).")
+                f"`halab bench --clean -f {self.file}` removes it (the lab the file names is "
+                "never touched).")
 
     def run(self, note: Note) -> dict[str, Any]:
-        self.refuse_if_up()
+        lab = self.open(self.plan.profiles[0])
+        self.refuse_if_up(lab)
         rng = random.Random(self.seed)
-        first = self.open(self.plan.profiles[0])
-        doc: dict[str, Any] = {"machine": {**machine(first.provider.name),
+        doc: dict[str, Any] = {"machine": {**machine(lab.provider.name),
                                            "reps": self.plan.reps, "seed": self.seed},
                                "profiles": {}}
-        for prof in self.plan.profiles:
-            doc["profiles"][prof] = profile_bench(self.open(prof), self.plan, rng, note)
+        for i, prof in enumerate(self.plan.profiles):
+            doc["profiles"][prof] = profile_bench(lab if i == 0 else self.open(prof),
+                                                  self.plan, rng, note)
         doc["machine"]["load"]["after"] = [round(x, 2) for x in os.getloadavg()]
         return doc
 
@@ -461,7 +460,8 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
             "failed new conns", "runs", "failed", "inconclusive"]]
     for prof, res in doc["profiles"].items():
         lab = res.get("_lab", {})
-        out.append([prof, "(lab up)", _s(lab.get("up_s")), "", "", "", "", "", ""])
+        out.append([prof, f"(lab up {_s(lab.get('up_s'))} s, provisioning "
+                          f"{_s(lab.get('provision_s'))} s)", "", "", "", "", "", "", ""])
         for name, s in res.items():
             if name.startswith("_"):
                 continue
@@ -470,6 +470,7 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
                         str(s["runs"]), str(s["failed_runs"]), str(s["inconclusive_runs"])])
         if "_soak" in res:
             k = res["_soak"]
-            out.append([prof, "(soak)", "", "", "", str(k["failed_probes"]), "",
-                        k["verdict"], f"{k['spurious_transitions']} transitions"])
+            out.append([prof, f"(soak: {k['verdict']}, {k['spurious_transitions']} spurious "
+                              "VRRP transitions)", "", "", "", str(k["failed_probes"]), "",
+                        "", ""])
     return out

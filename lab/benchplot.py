@@ -30,14 +30,25 @@ def _cells(doc: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 
 def _axis(values: list[float]) -> tuple[int, int]:
+    """The decades the axis spans: from below the smallest figure (a bar needs length; and
+    never above 0.1 s, so that profiles from different runs compare on one scale) to
+    above the largest."""
     pos = [v for v in values if v > 0] or [1.0]
-    lo = math.floor(math.log10(max(FLOOR_S, min(pos))))
+    small = max(FLOOR_S, min(pos))
+    lo = math.floor(math.log10(small))
+    if 10.0 ** lo >= small * 0.999:  # exactly on a decade: one more, or the bar is a dot
+        lo -= 1
+    lo = max(min(lo, -1), round(math.log10(FLOOR_S)))
     hi = math.ceil(math.log10(max(pos)))
     return lo, max(hi, lo + 1)
 
 
 def _fmt(x: float) -> str:
     return f"{x:.2f} s" if x >= 0.1 else f"{x * 1000:.0f} ms"
+
+
+def _tick(x: float) -> str:
+    return f"{x:g} s" if x >= 0.1 else f"{x * 1000:.0f} ms"
 
 
 def svg(doc: dict[str, Any], title: str = "client outage per scenario (median, whisker: p95)"
@@ -74,7 +85,7 @@ def svg(doc: dict[str, Any], title: str = "client outage per scenario (median, w
                        f'stroke="{"#bbb" if m == 1 else "#eee"}"/>')
             if m == 1 or hi - lo <= 3:
                 out.append(f'<text x="{gx:.1f}" y="{bottom + 16}" text-anchor="middle" '
-                           f'fill="#444">{escape(_fmt(v))}</text>')
+                           f'fill="#444">{escape(_tick(v))}</text>')
     out.append(f'<text x="{LEFT + PLOT_W / 2}" y="{bottom + 32}" text-anchor="middle">'
                'seconds (log scale)</text>')
     for i, s in enumerate(scenarios):
@@ -105,7 +116,7 @@ def svg(doc: dict[str, Any], title: str = "client outage per scenario (median, w
                            f'<line x1="{tx:.1f}" y1="{y + 4}" x2="{tx:.1f}" '
                            f'y2="{y + BAR_H - 4}" stroke="#333"/>')
                 end = tx
-            label = "0" if med == 0 else _fmt(med)
+            label = "0 (no failed probe)" if med == 0 else _fmt(med)
             if top is not None and top != med:
                 label += f" (p95 {_fmt(top)})"
             out.append(f'<text x="{end + 4:.1f}" y="{y + BAR_H - 4}" fill="#222">'

@@ -542,7 +542,8 @@ def bench(file: LabFile = Path("lab.yaml"),
               f"{', '.join(p.scenarios) or 'none'} x {p.reps}"
               + (f"; soak {p.soak_min:g} min idle + {p.soak_min:g} min busy" if p.soak_min
                  else "") + f"; seed {runner.seed}", highlight=False)
-    doc = runner.run(lambda m: err.log(m, highlight=False))
+    log = Console(stderr=True, log_path=False)  # the time of each line, not cli.py's line
+    doc = runner.run(lambda m: log.log(m, highlight=False))
     if json_file is not None:
         json_file.write_text(json.dumps(doc, indent=2) + "\n")
     if plot is not None:
