@@ -538,8 +538,9 @@ def bench(file: LabFile = Path("lab.yaml"),
     from lab.system import require_root
 
     require_root("halab bench")
-    err.print(f"halab bench: profiles {', '.join(p.profiles)}; scenarios "
-              f"{', '.join(p.scenarios) or 'none'} x {p.reps}"
+    err.print(f"halab bench: profiles {', '.join(p.profiles)}; "
+              + (f"scenarios {', '.join(p.scenarios)} x {p.reps}" if p.scenarios
+                 else "no scenario")
               + (f"; soak {p.soak_min:g} min idle + {p.soak_min:g} min busy" if p.soak_min
                  else "") + f"; seed {runner.seed}", highlight=False)
     log = Console(stderr=True, log_path=False)  # the time of each line, not cli.py's line
