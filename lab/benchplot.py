@@ -116,9 +116,11 @@ def svg(doc: dict[str, Any], title: str = "client outage per scenario (median, w
                            f'<line x1="{tx:.1f}" y1="{y + 4}" x2="{tx:.1f}" '
                            f'y2="{y + BAR_H - 4}" stroke="#333"/>')
                 end = tx
-            label = "0 (no failed probe)" if med == 0 else _fmt(med)
+            label = "0" if med == 0 else _fmt(med)
             if top is not None and top != med:
                 label += f" (p95 {_fmt(top)})"
+            elif med == 0:
+                label += " (no outage in any run)"
             out.append(f'<text x="{end + 4:.1f}" y="{y + BAR_H - 4}" fill="#222">'
                        f'{escape(label)}</text>')
     ly = bottom + 48

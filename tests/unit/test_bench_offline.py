@@ -272,7 +272,7 @@ def test_plot_is_svg_with_one_bar_per_profile_and_scenario():
     assert cells == {(p, s) for p in ("seed", "kubeadm-guide", "fast")
                      for s in ("haproxy-crash", "lb-crash", "lb-return")}
     text = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
-    assert "log scale" in text and "no figure" in text and "0 (no failed probe)" in text
+    assert "log scale" in text and "no figure" in text and "0 (no outage in any run)" in text
 
 
 def test_plot_time_axis_is_logarithmic():
