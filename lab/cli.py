@@ -19,7 +19,7 @@ from rich.table import Table
 
 from lab import classroom, failover, faults, observe, steady, timing
 from lab import status as lab_status
-from lab.errors import HalabError, PrerequisiteError
+from lab.errors import HalabError, PrerequisiteError, UsageError
 from lab.lab import PROVIDERS, Lab
 from lab.probes import Timeline
 from provision import names
@@ -481,6 +481,80 @@ def chaos(iterations: Annotated[int, typer.Option(help="scenarios to run")] = 5,
               f"report: {report / 'report.html'}")
     if runner.failed(data):
         raise typer.Exit(1)
+
+
+@app.command()
+def bench(file: LabFile = Path("lab.yaml"),
+          profiles_opt: Annotated[str | None, typer.Option(
+              "--profiles", help="comma-separated (default: every profile)")] = None,
+          scenarios_opt: Annotated[str | None, typer.Option(
+              "--scenarios", help="comma-separated (default: every scenario; none with "
+              "--soak alone)")] = None,
+          reps: Annotated[int, typer.Option("--reps", help="runs of each scenario per "
+                                            "profile")] = 10,
+          json_file: Annotated[Path | None, typer.Option(
+              "--json", help="write the figures as JSON here")] = None,
+          plot: Annotated[Path | None, typer.Option(
+              "--plot", help="draw the outages into this .svg")] = None,
+          provider: ProviderOpt = None,
+          soak: Annotated[float | None, typer.Option(
+              "--soak", help="MINUTES idle, then MINUTES with every core busy, no fault: "
+              "VRRP transitions (must be 0)")] = None,
+          seed: Annotated[int | None, typer.Option(
+              help="the random waits before each fault (default: a new one, recorded)")]
+          = None,
+          clean_: Annotated[bool, typer.Option(
+              "--clean", help="remove a bench lab a killed bench left behind, and exit")]
+          = False) -> None:
+    """Measure the failovers per profile on a lab of the bench's own (the file's name + b):
+    outage and VIP move (min/median/p95/max), failed new connections, failed runs."""
+    from lab import bench as lab_bench
+    from lab import benchplot
+
+    p = lab_bench.plan(profiles_opt, scenarios_opt, reps, soak)
+    lab_bench.check_plot_path(plot)
+    if provider is not None and provider not in PROVIDERS:
+        raise UsageError(f"unknown provider '{provider}' in --provider; choose one of "
+                         f"{', '.join(PROVIDERS)}.")
+    runner = lab_bench.Bench(file, p, provider)
+    if seed is not None:
+        runner.seed = seed
+    if clean_:
+        from lab.system import require_root
+
+        require_root("halab bench --clean")
+        removed = runner.clean()
+        out.print("removed: " + (", ".join(removed) if removed else "nothing (already clean)"),
+                  highlight=False)
+        return
+    from lab.system import require_root
+
+    require_root("halab bench")
+    err.print(f"halab bench: profiles {', '.join(p.profiles)}; "
+              + (f"scenarios {', '.join(p.scenarios)} x {p.reps}" if p.scenarios
+                 else "no scenario")
+              + (f"; soak {p.soak_min:g} min idle + {p.soak_min:g} min busy" if p.soak_min
+                 else "") + f"; seed {runner.seed}", highlight=False)
+    log = Console(stderr=True, log_path=False)  # the time of each line, not cli.py's line
+    doc = runner.run(lambda m: log.log(m, highlight=False))
+    if json_file is not None:
+        json_file.write_text(json.dumps(doc, indent=2) + "\n")
+    if plot is not None:
+        benchplot.write(doc, plot)
+    rows = lab_bench.rows(doc)
+    m = doc["machine"]
+    title = (f"halab bench: {m['cores']} cores, load {m['load']['before'][0]} -> "
+             f"{m['load']['after'][0]}, {m['provider']}, {m['halab_commit'][:12]}")
+    if not _tty():
+        sys.stdout.write(f"# {title}\n")
+        _plain(rows)
+    else:
+        t = Table(title=title)
+        for col in rows[0]:
+            t.add_column(col)
+        for row in rows[1:]:
+            t.add_row(*row)
+        out.print(t)
 
 
 @app.command()

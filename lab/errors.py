@@ -46,3 +46,9 @@ class CommandError(HalabError):
         super().__init__(
             f"on {node}: `{command}` exited {rc}" + (f":\n{tail}" if tail else " with no output")
         )
+
+
+class UsageError(HalabError):
+    """A command was asked for something it does not offer (an unknown name, a bad count)."""
+
+    exit_code = 2

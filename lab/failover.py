@@ -1,7 +1,8 @@
 """The headline failovers, each observed and judged: HAProxy crashes on the MASTER LB,
 keepalived stops there, the MASTER LB is lost (cable or power), HAProxy returns and the
-VIP is preempted back. The failover tests, the sabotage suite and `halab demo` call these;
-each returns the verdict of lab.measure against the bound its config promises.
+VIP is preempted back, a control-plane node crashes behind the VIP, a split brain heals.
+The failover tests, the sabotage suite, `halab demo` and `halab bench` call these; each
+returns the verdict of lab.measure against the bound its config promises.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import signal
 import time
 
 from lab import experiment, faults, measure, observe, timing, wire
+from lab.errors import HalabError
 from lab.lab import Lab
 from lab.timing import Bound
 from provision import names
@@ -30,15 +32,17 @@ def watch(lab: Lab, label: str, inject: experiment.Action, to: str, bound: Bound
 
 def verdict(lab: Lab, seen: experiment.Observed, to: str, bound: Bound, *,
             fault_at: float | None = None, excuse: tuple[float, float] | None = None,
-            **allow: int) -> measure.Verdict:
+            move: Bound | None = None, **allow: int) -> measure.Verdict:
     """Judge an observation: the VIP on ``to`` alone and the client served again, both
     within ``bound`` of ``fault_at`` (default: when the fault took effect on the node);
-    ``excuse``: measure's handover gap; ``allow``: judge()'s allowances of refused and cut
-    probes. The wire's advert cadence says whether the lab kept its own timers."""
+    ``move``: another bound for the VIP's move, where it has one of its own; ``excuse``:
+    measure's handover gap; ``allow``: judge()'s allowances of refused and cut probes.
+    The wire's advert cadence says whether the lab kept its own timers."""
     fig = measure.measure(seen.timeline, seen.fault_at if fault_at is None else fault_at,
                           to=to, excuse=excuse)
     kept = measure.cadence(seen.adverts, lab.topo.keepalived.advert_int)
-    return measure.judge(fig, outage=bound, move=bound, cadence=kept, **allow)
+    return measure.judge(fig, outage=bound, move=bound if move is None else move,
+                         cadence=kept, **allow)
 
 
 def judged(lab: Lab, label: str, inject: experiment.Action, to: str, bound: Bound,
@@ -85,7 +89,7 @@ def master_lost(lab: Lab, how: str) -> measure.Verdict:
                   timing.node_crash(lab.topo))
 
 
-def preempt_back(lab: Lab) -> measure.Verdict:
+def preempt_back(lab: Lab, settle_s: float = 0.0) -> measure.Verdict:
     """HAProxy killed on the MASTER, then back: it takes the VIP back. No new connection
     may fail and no exchange may be cut, except those in flight in the handover gap the
     wire shows (measure.handover_gap: keepalived's own order of advert, VIP and ARP).
@@ -93,10 +97,15 @@ def preempt_back(lab: Lab) -> measure.Verdict:
 
     The VIP must not come back before HAProxy listens: the guide's check (`killall -0
     haproxy`) passes as soon as the process exists, and a slow start (a large config, a
-    loaded or emulated machine) then sends clients to an LB that refuses them."""
+    loaded or emulated machine) then sends clients to an LB that refuses them.
+
+    ``settle_s``: how long to wait on the backup before HAProxy returns. The move to the
+    backup ends on keepalived's check timer, so a return right after it would always meet
+    that timer at the same phase; `halab bench` passes a random wait to spread it."""
     master, backup = lab.topo.master_lb.name, lab.topo.best_backup_lb.name
     faults.kill(lab, master, names.HAPROXY_UNIT)
     observe.wait_vip(lab, [backup], timing.haproxy_crash(lab.topo).with_margin + WATCH_BEYOND_S)
+    time.sleep(settle_s)
     addr, mac = lab.node(master).address, observe.lab_mac(lab, master)
     bound = timing.preempt_back(lab.topo)
     listening: list[float] = []
@@ -124,3 +133,48 @@ def preempt_back(lab: Lab) -> measure.Verdict:
         v = measure.Verdict("failed", (early + ": keepalived's check passed on a HAProxy "
                                        "that was not serving yet", *v.reasons), v.figures)
     return v
+
+
+def master_crash(lab: Lab, master: str | None = None) -> measure.Verdict:
+    """A control-plane node dies (power cut) behind the VIP: nothing answers for it, not
+    even a reset, so each HAProxy check waits out its timeout before the server is DOWN,
+    and meanwhile new connections HAProxy sends there fail (the figures' refused and cut
+    probes). Watched until every LB's HAProxy has the node DOWN; the VIP stays where it
+    is, and the client's outage is held against ``timing.backend_vanished``.
+
+    ``master``: which one (default: the second, as the master-crash chaos scenario)."""
+    masters = [m.name for m in lab.masters]
+    master = master or masters[min(1, len(masters) - 1)]
+    holder, bound = lab.topo.master_lb.name, timing.backend_vanished(lab.topo)
+    missed: list[str] = []
+
+    def crash_and_wait() -> None:
+        faults.crash(lab, master)
+        try:
+            observe.wait_backend(lab, names.server_name(names.API_PROXY, master), up=False,
+                                 timeout=bound.with_margin + WATCH_BEYOND_S)
+        except HalabError as e:
+            missed.append(f"HAProxy never had {master} DOWN on every LB: {e}")
+
+    v = judged(lab, f"{master}: crash", crash_and_wait, holder, bound)
+    if missed:
+        return measure.Verdict("failed", (*missed, *v.reasons), v.figures)
+    return v
+
+
+def split_brain_heal(lab: Lab, hold_s: float = 2.0) -> measure.Verdict:
+    """The MASTER LB and the best backup stop hearing each other: the backup's master-down
+    timer runs out and both hold the VIP. Held ``hold_s`` more, then healed: the client's
+    outage after the heal is what is measured. The LB that stayed MASTER never changed
+    state and sends no gratuitous ARP, so a client whose ARP entry points at the other LB
+    waits for garp_master_refresh or its entry's expiry (``timing.arp_after_heal``); the
+    VIP itself must be on the MASTER alone within ``timing.vrrp_heal``."""
+    master, backup = lab.topo.master_lb.name, lab.topo.best_backup_lb.name
+    faults.partition(lab, master, backup)
+    both = [lb.name for lb in lab.load_balancers if lb.name in (master, backup)]
+    observe.wait_vip(lab, both, timing.node_crash(lab.topo).with_margin + WATCH_BEYOND_S)
+    time.sleep(hold_s)
+    bound, move = timing.arp_after_heal(lab.topo), timing.vrrp_heal(lab.topo)
+    seen = watch(lab, f"heal the partition {master} | {backup}",
+                 lambda: faults.heal(lab, master, backup), master, bound)
+    return verdict(lab, seen, master, bound, move=move)

@@ -112,3 +112,29 @@ def test_master_lb_lost_fails_over(steady, lbs, report_outage, fault):
     _holds(v)
     # The client follows the backup's gratuitous ARP.
     assert observe.neighbour_mac(lab, lab.vip) == observe.lab_mac(lab, backup)
+
+
+@pytest.mark.disruptive
+def test_master_crash_behind_the_vip(steady, lbs, report_outage):
+    """A control-plane node dies: the VIP stays on the MASTER LB, HAProxy marks the node
+    DOWN on every LB, and the client's outage (the connections sent to the dead node
+    meanwhile) stays within what HAProxy's check timeouts allow."""
+    lab = steady
+    master, _ = lbs
+    v = failover.master_crash(lab)
+    _report(report_outage, "a control-plane node crashed", v, timing.backend_vanished(lab.topo))
+    _holds(v)
+    assert observe.vip_holders(lab) == [master]
+
+
+@pytest.mark.disruptive
+def test_split_brain_heals_onto_the_master(steady, lbs, report_outage):
+    """lb01 and lb02 partitioned: both hold the VIP; healed, lb01 alone holds it within two
+    advert intervals, and the client is served again within what its ARP entry allows (up
+    to ~53 s without garp_master_refresh: timing.arp_after_heal)."""
+    lab = steady
+    master, _ = lbs
+    v = failover.split_brain_heal(lab)
+    _report(report_outage, "split brain healed", v, timing.arp_after_heal(lab.topo))
+    _holds(v)
+    assert observe.vip_holders(lab) == [master]
