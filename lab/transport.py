@@ -106,10 +106,26 @@ def fabric_connection(alias: str, ssh_config: Path, connect_timeout: float = 10)
     fabric is imported here, lazily: it is slow to import."""
     from fabric import Config, Connection
 
-    cfg = Config(runtime_ssh_path=str(ssh_config))
+    cfg = Config(runtime_ssh_path=str(ssh_config), overrides={"runners": {"remote": _remote()}})
     cfg.load_ssh_config()
     return Connection(alias, config=cfg, connect_timeout=connect_timeout,
                       connect_kwargs={"allow_agent": False, "look_for_keys": False})
+
+
+def _remote() -> type:
+    """Fabric's runner, ended by Ctrl-C at once. Without a PTY Fabric re-raises the
+    KeyboardInterrupt, but invoke first joins the command's reader threads, which wait for
+    the channel to end: a terminal's Ctrl-C also reaches the SSH proxy (`nc`, in the same
+    process group), and a channel whose proxy died never ends. `halab chaos` Ctrl-Ced in a
+    wait hung there (tests/test_crashproof.py). Closing the connection ends the channel."""
+    from fabric.runners import Remote
+
+    class _Interruptible(Remote):
+        def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+            self.context.client.close()
+            raise interrupt
+
+    return _Interruptible
 
 
 class FabricTransport:
