@@ -198,10 +198,17 @@ class FabricTransport:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+            conn, self._conn = self._conn, None
+            # A connection still opening (another thread in its handshake or auth) is not
+            # connected to Fabric, whose close() then leaves it be: paramiko's client closes
+            # it, and that thread's wait ends. Closing over a proxy that died (a Ctrl-C
+            # ends `nc` too) raises: the connection is gone all the same, and the caller
+            # (the clean-up after a failed `up`) must go on.
+            for close in (conn.close, conn.client.close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001, S110
+                    pass
 
 
 class _SshStream:

@@ -49,12 +49,23 @@ def _halab(crash: Crash, *args: str, timeout: float = 120) -> subprocess.Complet
                           timeout=timeout)
 
 
-def _spawn(crash: Crash, *args: str) -> subprocess.Popen[str]:
+def _terminal() -> None:
+    """In the child: SIGINT as at a terminal. A run started in the background by a
+    non-interactive shell (`cmd &`, CI) inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt: the Ctrl-C would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _popen(argv: list[str], cwd: Path, **kw) -> subprocess.Popen[str]:
     # A session of its own: SIGINT goes to its whole process group, as a terminal's Ctrl-C
     # does, and never to this pytest.
-    return subprocess.Popen([sys.executable, "-m", "lab", *args, "-f", str(crash.file)],
-                            cwd=crash.file.parent, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_terminal, **kw)
+
+
+def _spawn(crash: Crash, *args: str) -> subprocess.Popen[str]:
+    return _popen([sys.executable, "-m", "lab", *args, "-f", str(crash.file)],
+                  crash.file.parent, stderr=subprocess.PIPE)
 
 
 def _net_inodes() -> dict[int, str]:
@@ -153,6 +164,14 @@ def _up_fully(crash: Crash) -> None:
     assert p.returncode == 0, f"a new `halab up` after clean failed: {p.stderr}{p.stdout}"
 
 
+@pytest.fixture
+def cleaned(crash) -> Iterator[Crash]:
+    """Each test ends with the lab cleaned, also when it failed halfway: the next one
+    starts from nothing."""
+    yield crash
+    _halab(crash, "clean")
+
+
 def _nodes_pin_no_netns(crash: Crash) -> None:
     """A node's mount namespace is a copy of the host's: the /run/netns entries in it keep
     every lab's network namespaces (their bridges, links, addresses) alive after `halab
@@ -165,9 +184,11 @@ def _nodes_pin_no_netns(crash: Crash) -> None:
         assert pinned == [], f"{node} holds network namespaces by mount: {pinned[:3]}"
 
 
-def test_sigint_chaos_then_clean(crash):
+def test_sigint_chaos_then_clean(crash, cleaned):
     """Ctrl-C while a chaos scenario has HAProxy killed on lb01: the run ends, its journal
     parses, and clean leaves nothing."""
+    if _halab(crash, "status").returncode != 0:
+        _up_fully(crash)
     _nodes_pin_no_netns(crash)
     report = crash.file.parent / "chaos-report"
     p = _spawn(crash, "chaos", "--iterations", "1", "--seed", "1", "-s", "haproxy-kill",
@@ -176,10 +197,13 @@ def test_sigint_chaos_then_clean(crash):
         _read_until(p, "method: kill")
         time.sleep(0.5)  # HAProxy dead, the VIP on its way to lb02
         os.killpg(p.pid, signal.SIGINT)
+        t = time.monotonic()
         _, stderr = p.communicate(timeout=60)
+        took = time.monotonic() - t
     finally:
         _kill(p)
-    assert p.returncode != 0 and "Traceback" not in stderr, stderr
+    assert p.returncode == 130 and "Traceback" not in stderr, f"exit {p.returncode}: {stderr}"
+    assert took < 10, f"Ctrl-C took {took:.1f} s to end halab chaos"
     json.loads((report / "journal.json").read_text())
     clean_and_check(crash, "Ctrl-C on halab chaos")
 
@@ -200,13 +224,12 @@ def _kill(p: subprocess.Popen[str]) -> None:
         p.communicate()
 
 
-def test_sigint_pytest_then_clean(crash):
+def test_sigint_pytest_then_clean(crash, cleaned):
     """Ctrl-C to a pytest run in the middle of a failover test (HAProxy SIGKILLed on lb01)."""
     _up_fully(crash)
     test = "tests/test_failover.py::test_haproxy_crash_moves_vip_to_backup"
-    p = subprocess.Popen([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
-                          f"--lab-file={crash.file}", test], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    p = _popen([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
+                f"--lab-file={crash.file}", test], ROOT, stderr=subprocess.STDOUT)
     try:
         seen = _read_until(p, test)
         time.sleep(3)  # the lab made steady, then HAProxy killed, the VIP moving
@@ -218,21 +241,24 @@ def test_sigint_pytest_then_clean(crash):
     clean_and_check(crash, "Ctrl-C on pytest")
 
 
-def test_sigint_up_then_clean(crash):
+def test_sigint_up_then_clean(crash, cleaned):
     """Ctrl-C to `halab up` halfway: it says so and ends; clean leaves nothing."""
-    for delay in (crash.up_s * 0.3, crash.up_s * 0.7):
+    for delay in (crash.up_s * 0.3, crash.up_s * 0.5, crash.up_s * 0.7):
         p = _spawn(crash, "up")
         try:
             time.sleep(delay)
             os.killpg(p.pid, signal.SIGINT)
+            t = time.monotonic()
             _, stderr = p.communicate(timeout=60)
+            took = time.monotonic() - t
         finally:
             _kill(p)
-        assert "Traceback" not in stderr, stderr
+        assert p.returncode == 130 and "Traceback" not in stderr, f"exit {p.returncode}: {stderr}"
+        assert took < 5, f"Ctrl-C after {delay:.2f} s took {took:.1f} s to end halab up"
         clean_and_check(crash, f"Ctrl-C on halab up after {delay:.2f} s")
 
 
-def test_sigkill_up_at_random_moments_then_clean(crash):
+def test_sigkill_up_at_random_moments_then_clean(crash, cleaned):
     """`halab up` SIGKILLed 20 times, anywhere between its start and the lab steady."""
     seed = int(os.environ.get("HALAB_CRASH_SEED") or random.SystemRandom().randrange(10**6))
     rng = random.Random(seed)
