@@ -492,6 +492,26 @@ def chaos(iterations: Annotated[int, typer.Option(help="scenarios to run")] = 5,
 
 
 @app.command()
+def lint(file: LabFile = Path("lab.yaml"),
+         strict: Annotated[bool, typer.Option(
+             "--strict", help="a check that could not run here fails too")] = False) -> None:
+    """Check lab.yaml and the configs it renders (haproxy -c, keepalived -t) and warn about
+    insecure settings; exit 0 clean, 1 warnings, 2 a bad file."""
+    from lab import lint as lab_lint
+
+    report = lab_lint.lint(file)
+    for f in report.findings:
+        head = f"{f.level}: {f.where}: " if f.level != lab_lint.OK else f"ok: {f.where}: "
+        out.print(head + f.message, highlight=False, markup=False, soft_wrap=not _tty())
+    n = {lvl: len(report.of(lvl)) for lvl in (lab_lint.ERROR, lab_lint.WARNING, lab_lint.NOTE)}
+    out.print(f"halab lint: {n['error']} error(s), {n['warning']} warning(s), "
+              f"{n['note']} check(s) skipped", highlight=False)
+    code = report.exit_code(strict)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def ui(file: LabFile = Path("lab.yaml"),
        port: Annotated[int, typer.Option("--port", min=0, max=65535,
                                          help="the port (0: any free one)")] = 8080,

@@ -133,6 +133,9 @@ class Haproxy(_Strict):
     # Retry a failed connection on another server: hides a dead master from new clients.
     redispatch: bool = False
     retries: Annotated[int, Field(ge=0)] | None = None
+    # The statistics page on the :80 listener (the guide's): served through the VIP to
+    # anyone who reaches port 80 (`halab lint` warns); null drops it.
+    stats_uri: Annotated[str, Field(pattern=r"^/\S*$")] | None = "/haproxy?stats"
 
 
 class Kubernetes(_Strict):
