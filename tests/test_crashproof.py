@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 
 from lab.providers.netns import netns_list
+from lab.providers.netns.services import pid_ns, processes_in
+from lab.wait import until
 
 pytestmark = [pytest.mark.needs_lab, pytest.mark.crashproof]
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,16 +230,28 @@ def test_sigint_pytest_then_clean(crash, cleaned):
     """Ctrl-C to a pytest run in the middle of a failover test (HAProxy SIGKILLed on lb01)."""
     _up_fully(crash)
     test = "tests/test_failover.py::test_haproxy_crash_moves_vip_to_backup"
-    p = _popen([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
+    init = json.loads((crash.state_dir / "state.json").read_text())["nodes"]["lb01"]["init"]
+    ns = pid_ns(init)
+    assert ns is not None
+
+    def haproxy() -> bool:
+        return any(Path(f"/proc/{pid}/comm").read_text().strip() == "haproxy"
+                   for pid in processes_in(ns).values() if os.path.exists(f"/proc/{pid}"))
+
+    assert haproxy()
+    p = _popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                 f"--lab-file={crash.file}", test], ROOT, stderr=subprocess.STDOUT)
     try:
-        seen = _read_until(p, test)
-        time.sleep(3)  # the lab made steady, then HAProxy killed, the VIP moving
+        # The moment to interrupt: the test has killed HAProxy on lb01, the VIP is moving.
+        until("the test to kill HAProxy on lb01", lambda: not haproxy() or p.poll() is not None,
+              timeout=60, interval=0.02)
+        assert p.poll() is None, f"pytest ended before the fault: {p.communicate()[0]}"
+        time.sleep(0.5)
         os.killpg(p.pid, signal.SIGINT)
-        rest, _ = p.communicate(timeout=90)
+        out, _ = p.communicate(timeout=90)
     finally:
         _kill(p)
-    assert p.returncode == 2, f"pytest exit {p.returncode}: {seen}{rest}"  # interrupted
+    assert p.returncode == 2 and "KeyboardInterrupt" in out, f"pytest exit {p.returncode}: {out}"
     clean_and_check(crash, "Ctrl-C on pytest")
 
 
