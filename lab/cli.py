@@ -558,6 +558,69 @@ def bench(file: LabFile = Path("lab.yaml"),
 
 
 @app.command()
+def soak(minutes: Annotated[float, typer.Option(help="how long: failovers until then")],
+         seed: Annotated[int | None, typer.Option(
+             help="the random sequence (default: a new one, printed)")] = None,
+         scenarios: Annotated[list[str] | None, typer.Option(
+             "--scenarios", "-s", help="scenario names or files (default: the LB "
+             "failovers); repeat or comma-separate")] = None,
+         report: Annotated[Path, typer.Option(help="folder for journal.json")] = Path(
+             "soak-report"),
+         file: LabFile = Path("lab.yaml")) -> None:
+    """Random failovers under probes for --minutes; then checks that the journal lost no
+    record and that the harness's memory and open files stayed flat; exit 1 if not."""
+    import random
+
+    from lab import soak as lab_soak
+    from lab.chaos import scenario
+
+    names = [n for item in scenarios or [] for n in item.split(",") if n.strip()]
+    chosen = scenario.load_all(names=names or list(lab_soak.DEFAULT_SCENARIOS))
+    if seed is None:
+        seed = random.SystemRandom().randrange(1, 10**6)
+    lab = _open(file)
+    lab.require_up()
+    try:
+        data, verdict = lab_soak.soak(lab, chosen, minutes, seed, report,
+                                      note=lambda m: out.print(m, highlight=False))
+    finally:
+        lab.prober.close()
+        lab.close()
+    s = data.get("summary", {})
+    # Whole lines, also in a pipe: they are the soak's record, and scripts grep them.
+    out.print(f"soak seed {seed}: {len(data.get('runs', []))} failovers, "
+              f"{s.get('passed', 0)} passed, {s.get('failed', 0)} failed, "
+              f"{s.get('skipped', 0)} skipped, {s.get('inconclusive', 0)} inconclusive; "
+              f"journal: {report / 'journal.json'}", highlight=False, soft_wrap=True)
+    for c in verdict.checks:
+        out.print(f"{'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}", highlight=False,
+                  markup=False, soft_wrap=True)
+    out.print(verdict.lines[-1], highlight=False, soft_wrap=True)  # threads
+    if not verdict.ok or s.get("failed", 0):
+        raise typer.Exit(1)
+
+
+@app.command()
+def lint(file: LabFile = Path("lab.yaml"),
+         strict: Annotated[bool, typer.Option(
+             "--strict", help="a check that could not run here fails too")] = False) -> None:
+    """Check lab.yaml and the configs it renders (haproxy -c, keepalived -t) and warn about
+    insecure settings; exit 0 clean, 1 warnings, 2 a bad file."""
+    from lab import lint as lab_lint
+
+    report = lab_lint.lint(file)
+    for f in report.findings:
+        head = f"{f.level}: {f.where}: " if f.level != lab_lint.OK else f"ok: {f.where}: "
+        out.print(head + f.message, highlight=False, markup=False, soft_wrap=not _tty())
+    n = {lvl: len(report.of(lvl)) for lvl in (lab_lint.ERROR, lab_lint.WARNING, lab_lint.NOTE)}
+    out.print(f"halab lint: {n['error']} error(s), {n['warning']} warning(s), "
+              f"{n['note']} check(s) skipped", highlight=False)
+    code = report.exit_code(strict)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def ui(file: LabFile = Path("lab.yaml"),
        port: Annotated[int, typer.Option("--port", min=0, max=65535,
                                          help="the port (0: any free one)")] = 8080,

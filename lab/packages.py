@@ -88,6 +88,8 @@ NEEDS: tuple[Need, ...] = (
     _need("setsid", "util-linux", "daemons detached to the node's PID 1", "netns"),
     _need("mount", "mount", "a node's /etc and /var overlays and its own /run",
           "netns", "vagrant", "ci"),
+    _need("umount", "mount", "a node detaches the host's /run/netns entries it was born "
+          "with (each would keep a lab's namespaces alive)", "netns"),
     _need("hostname", "hostname", "each node's own host name", "netns"),
     _need("tini", "tini", "the nodes' PID 1, which reaps killed daemons", "netns"),
     # -- faults inside the nodes --------------------------------------------------------------

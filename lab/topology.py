@@ -207,6 +207,11 @@ class Haproxy(_Strict):
     # Retry a failed connection on another server: hides a dead master from new clients.
     redispatch: bool = False
     retries: Annotated[int, Field(ge=0, le=1000)] | None = None
+    # The statistics page on the :80 listener (the guide's): served through the VIP to
+    # anyone who reaches port 80 (`halab lint` warns); null drops it. A URI path only: it is
+    # written into haproxy.cfg, where `#`, quotes or blanks would change what it says.
+    stats_uri: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~/?=&%-]{0,100}$")] | None = (
+        "/haproxy?stats")
 
 
 class Kubernetes(_Strict):

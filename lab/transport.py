@@ -122,7 +122,7 @@ def fabric_connection(alias: str, ssh_config: Path, connect_timeout: float = 10)
     import paramiko
     from fabric import Config, Connection
 
-    cfg = Config(runtime_ssh_path=str(ssh_config))
+    cfg = Config(runtime_ssh_path=str(ssh_config), overrides={"runners": {"remote": _remote()}})
     cfg.load_ssh_config()
     conn = Connection(alias, config=cfg, connect_timeout=connect_timeout,
                       connect_kwargs={"allow_agent": False, "look_for_keys": False})
@@ -184,6 +184,22 @@ def testinfra_host(alias: str, ssh_config: Path):  # noqa: ANN201 - testinfra.ho
     host = testinfra.host.Host(backend)
     backend.set_host(host)
     return host
+
+
+def _remote() -> type:
+    """Fabric's runner, ended by Ctrl-C at once. Without a PTY Fabric re-raises the
+    KeyboardInterrupt, but invoke first joins the command's reader threads, which wait for
+    the channel to end: a terminal's Ctrl-C also reaches the SSH proxy (`nc`, in the same
+    process group), and a channel whose proxy died never ends. `halab chaos` Ctrl-Ced in a
+    wait hung there (tests/test_crashproof.py). Closing the connection ends the channel."""
+    from fabric.runners import Remote
+
+    class _Interruptible(Remote):
+        def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+            self.context.client.close()
+            raise interrupt
+
+    return _Interruptible
 
 
 class FabricTransport:
@@ -256,10 +272,19 @@ class FabricTransport:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+            conn, self._conn = self._conn, None
+            # A connection still opening (another thread in its handshake or auth) is not
+            # connected to Fabric, whose close() then leaves it be: paramiko's client closes
+            # it, and that thread's wait ends. Closing over a proxy that died (a Ctrl-C
+            # ends `nc` too) raises: the connection is gone all the same, and the caller
+            # (the clean-up after a failed `up`) must go on.
+            client = getattr(conn, "client", None)
+            for close in (conn.close, getattr(client, "close", None)):
+                try:
+                    if close is not None:
+                        close()
+                except Exception:  # noqa: BLE001, S110
+                    pass
 
 
 class _SshStream:

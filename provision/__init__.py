@@ -5,8 +5,9 @@ Knows HAProxy and keepalived; knows nothing about namespaces or VMs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from lab.node import Node
 from lab.state import LabState
@@ -37,10 +38,9 @@ def provision(topo: Topology, state: LabState, nodes: Iterable[Node],
         progress(f"{node.name}: provisioning {', '.join(r.value for r in node.roles)}")
         return apply(topo, node, pki, state.rendered(node.name))
 
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="provision") as pool:
-        for stage in stages:
-            for node, change in zip(stage, pool.map(one, stage), strict=True):
-                changes[node.name] = change
+    for stage in stages:
+        for node, change in zip(stage, _each(one, stage), strict=True):
+            changes[node.name] = change
     if topo.kubernetes.control_plane == "kubeadm":
         # After the load balancers: the joining masters reach the first one through the VIP.
         from provision import kubeadm
@@ -48,6 +48,36 @@ def provision(topo: Topology, state: LabState, nodes: Iterable[Node],
         kubeadm.apply(topo, [n for n in managed if n.has(Role.CONTROL_PLANE)], progress)
     write_kubeconfig(topo, state)
     return [changes[n.name] for n in managed]
+
+
+T = TypeVar("T")
+
+
+def _each(fn: Callable[[Node], T], nodes: list[Node]) -> list[T]:
+    """``fn`` on every node at once, a thread each; the results in order, or the first
+    node's error. Daemon threads, joined here: a Ctrl-C ends the wait at once and the
+    caller removes the lab, where a thread pool would first wait for every thread, and a
+    thread may wait tens of seconds on an SSH connection whose proxy (`nc`, in the same
+    process group) the Ctrl-C ended. `halab up` Ctrl-Ced while provisioning hung there
+    (tests/test_crashproof.py)."""
+    done: list[tuple[bool, object]] = [(False, None)] * len(nodes)
+
+    def run(i: int, node: Node) -> None:
+        try:
+            done[i] = (True, fn(node))
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread below
+            done[i] = (False, e)
+
+    threads = [threading.Thread(target=run, args=(i, n), daemon=True,
+                                name=f"provision-{n.name}") for i, n in enumerate(nodes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for ok, value in done:
+        if not ok:
+            raise value  # type: ignore[misc]
+    return [value for _, value in done]  # type: ignore[misc]
 
 
 __all__ = ["provision", "Change", "LabPki"]

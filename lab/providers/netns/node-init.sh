@@ -27,6 +27,11 @@ for d in etc var $homes; do
     mkdir -p "$disk/$d/upper" "$disk/$d/work"
     mount -t overlay "halab-$d" -o "lowerdir=/$d,upperdir=$disk/$d/upper,workdir=$disk/$d/work" "/$d"
 done
+# This mount namespace began as a copy of the host's, /run/netns and its entries included:
+# each entry holds a network namespace (every lab's on this machine, bridges and links) alive
+# after `halab clean` deleted its name, for as long as this node lives. Detach them (private
+# propagation: the host's stay) before the fresh /run hides them.
+umount -l /run/netns 2>/dev/null || true
 mount -t tmpfs -o mode=0755,nosuid,nodev halab-run /run
 mkdir -p /run/halab/pids /run/sshd /run/lock
 echo "127.0.0.1 localhost" > /etc/hosts
