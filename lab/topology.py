@@ -92,12 +92,35 @@ class VrrpCheck(_Strict):
     rise: Annotated[int, Field(ge=1)] = 1
 
 
+class HaproxyTrack(_Strict):
+    """keepalived's vrrp_track_file, written by halab's watcher beside HAProxy
+    (provision/templates/haproxy-watch.sh.j2): "1" the moment HAProxy exits, "0" once it
+    listens on :6443. No polling: the watcher learns of the exit from the kernel closing
+    HAProxy's end of a FIFO, keepalived of the file through inotify."""
+
+    # 0: HAProxy gone puts the instance in FAULT, which sends a priority-0 advert, and the
+    # backup takes over after its skew time alone. Negative: the priority drops by that
+    # much instead, and the backup waits out its master-down timer.
+    weight: Annotated[int, Field(ge=-253, le=0)] = 0
+
+
 class Keepalived(_Strict):
     virtual_router_id: Annotated[int, Field(ge=1, le=255)] = 51
     advert_int: Annotated[float, Field(gt=0, le=255)] = 1
     vrrp_version: Literal[2, 3] = 2
     auth_pass: Annotated[str, Field(min_length=1, max_length=8)] | None = "1111"
-    check: VrrpCheck = VrrpCheck()
+    # The vrrp_script; null: none (a lab that learns of HAProxy's exit from `track_file`).
+    check: VrrpCheck | None = VrrpCheck()
+    # HAProxy's exit and its return (listening) pushed to keepalived by halab's watcher;
+    # null (the guide): only the vrrp_script tells.
+    track_file: HaproxyTrack | None = None
+    # keepalived's VRRP process under SCHED_RR at this priority (vrrp_rt_priority): its
+    # adverts keep their cadence when every core is busy; null: the normal scheduler.
+    rt_priority: Annotated[int, Field(ge=1, le=99)] | None = None
+    # A MASTER that hears a higher priority sends one advert of its own before it yields
+    # (higher_prio_send_advert): the winner of a healed split brain hears a lower priority
+    # and answers with gratuitous ARP, so the client follows at once.
+    higher_prio_send_advert: bool = False
     # Gratuitous ARP from the MASTER every N s (keepalived's garp_master_refresh). The guide
     # has none: after a split brain heals, nothing makes the client forget the other LB's
     # MAC until its ARP entry expires (see lab.timing.arp_after_heal).
@@ -111,6 +134,9 @@ class Keepalived(_Strict):
             )
         if self.vrrp_version == 3 and self.auth_pass is not None:
             raise ValueError("VRRPv3 has no authentication; set `auth_pass: null`")
+        if self.check is None and self.track_file is None:
+            raise ValueError("keepalived needs a way to learn that HAProxy is gone: a `check` "
+                             "(vrrp_script) or a `track_file`, or both")
         return self
 
 
@@ -120,6 +146,20 @@ class HealthCheck(_Strict):
     inter_ms: Annotated[int, Field(ge=10)] = 2000
     fall: Annotated[int, Field(ge=1)] = 3
     rise: Annotated[int, Field(ge=1)] = 2
+    # Between the checks of a server changing state (fastinter) and of a DOWN server
+    # (downinter); null: `inter`, as HAProxy does.
+    fastinter_ms: Annotated[int, Field(ge=10)] | None = None
+    downinter_ms: Annotated[int, Field(ge=10)] | None = None
+
+    @property
+    def transition_ms(self) -> int:
+        """Between the checks that take a server UP or DOWN once the first one has told."""
+        return self.fastinter_ms or self.inter_ms
+
+    @property
+    def down_ms(self) -> int:
+        """Between the checks of a server that is DOWN."""
+        return self.downinter_ms or self.inter_ms
 
 
 class Haproxy(_Strict):
@@ -133,6 +173,9 @@ class Haproxy(_Strict):
     # Retry a failed connection on another server: hides a dead master from new clients.
     redispatch: bool = False
     retries: Annotated[int, Field(ge=0)] | None = None
+    # HAProxy's `timeout connect` (ms), towards the servers: how long a connection to a
+    # master that vanished (no reset) hangs before HAProxy retries elsewhere.
+    timeout_connect_ms: Annotated[int, Field(ge=10)] = 5000
 
 
 class Kubernetes(_Strict):
