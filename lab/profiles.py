@@ -52,8 +52,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "advert_int": 0.1,
             "check": None,
             "track_file": {"weight": 0},
-            "rt_priority": 50,
             "higher_prio_send_advert": True,
+            "vip_on_loopback": True,
         },
         "haproxy": {
             "check": {"inter_ms": 200, "fastinter_ms": 100, "downinter_ms": 500,

@@ -121,6 +121,13 @@ class Keepalived(_Strict):
     # (higher_prio_send_advert): the winner of a healed split brain hears a lower priority
     # and answers with gratuitous ARP, so the client follows at once.
     higher_prio_send_advert: bool = False
+    # Every LB also keeps the VIP on its loopback (host scope), and answers ARP only for
+    # addresses on the NIC asked (arp_ignore 1, arp_announce 2): the VIP on the lab NIC,
+    # where keepalived puts it, is still what the network sees. A connection sent to an LB
+    # that has just given the VIP up (the client's ARP entry not moved yet) is then served
+    # by its HAProxy, or refused at once when HAProxy is dead, instead of dropped: a dropped
+    # SYN costs the client its 1 s retransmission.
+    vip_on_loopback: bool = False
     # Gratuitous ARP from the MASTER every N s (keepalived's garp_master_refresh). The guide
     # has none: after a split brain heals, nothing makes the client forget the other LB's
     # MAC until its ARP entry expires (see lab.timing.arp_after_heal).

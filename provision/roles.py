@@ -42,6 +42,23 @@ _FIFO = names.HAPROXY_ALIVE_FIFO
 HAPROXY_WATCHED = replace(HAPROXY, argv=(
     "/bin/sh", "-c", f"[ -p {_FIFO} ] || mkfifo {_FIFO} 2>/dev/null || [ -p {_FIFO} ] && "
     f"exec {shlex.join(HAPROXY.argv)} 3<>{_FIFO}"))
+# keepalived.vip_on_loopback: the VIP on lo and ARP answered per NIC, set up each time
+# keepalived starts (on a VM's boot too), then keepalived itself: still the main process.
+# /proc rather than sysctl(8): nothing beyond the shell needed on a minimal VM.
+_LOOPBACK_VIP = ("echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore && "
+                 "echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce && "
+                 "ip addr replace {vip}/32 dev lo scope host && exec {argv}")
+
+
+def keepalived_unit(topo: Topology) -> Unit:
+    """keepalived's unit for this lab: Debian's daemon, behind the loopback VIP's set-up
+    where the lab asks for it."""
+    if not topo.keepalived.vip_on_loopback:
+        return KEEPALIVED
+    return replace(KEEPALIVED, argv=("/bin/sh", "-c", _LOOPBACK_VIP.format(
+        vip=topo.vip, argv=shlex.join(KEEPALIVED.argv))))
+
+
 HAPROXY_WATCH = Unit(names.HAPROXY_WATCH_UNIT, ("/bin/sh", names.HAPROXY_WATCH_SH),
                      "tells keepalived when HAProxy exits and when it listens")
 
@@ -84,7 +101,7 @@ def loadbalancer(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
         *([Service(HAPROXY_WATCH, [File(names.HAPROXY_WATCH_SH, render.haproxy_watch_sh(topo),
                                         0o755)], f"sh -n {names.HAPROXY_WATCH_SH}")]
           if watched else []),
-        Service(KEEPALIVED, [File(render.KEEPALIVED_CONF,
+        Service(keepalived_unit(topo), [File(render.KEEPALIVED_CONF,
                                   render.keepalived_conf(topo, node.spec)), *_check_script(topo)],
                 f"keepalived -t -f {render.KEEPALIVED_CONF}"),
     ]
