@@ -114,9 +114,6 @@ class Keepalived(_Strict):
     # HAProxy's exit and its return (listening) pushed to keepalived by halab's watcher;
     # null (the guide): only the vrrp_script tells.
     track_file: HaproxyTrack | None = None
-    # keepalived's VRRP process under SCHED_RR at this priority (vrrp_rt_priority): its
-    # adverts keep their cadence when every core is busy; null: the normal scheduler.
-    rt_priority: Annotated[int, Field(ge=1, le=99)] | None = None
     # A MASTER that hears a higher priority sends one advert of its own before it yields
     # (higher_prio_send_advert): the winner of a healed split brain hears a lower priority
     # and answers with gratuitous ARP, so the client follows at once.
