@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from lab import faults
 from lab.lab import Lab
 from provision import names
-from provision.roles import HAPROXY
+from provision.roles import haproxy_unit
 
 TABLE = "halab-sabotage"
 
@@ -130,14 +130,16 @@ def slow_haproxy_start(lb: str, seconds: float = 10.0) -> Sabotage:
     haproxy`) passes early. The unit first runs a copy of sleep named haproxy."""
     def apply(lab: Lab) -> None:
         node = lab.node(lb)
+        # The lab's own unit (on a lab with the watcher, HAProxy behind its FIFO), delayed.
+        unit = haproxy_unit(lab.topo)
         node.check_output("mkdir -p %s && cp /bin/sleep %s/haproxy", SLOW_DIR, SLOW_DIR)
-        node.services.install(dataclasses.replace(HAPROXY, argv=(
+        node.services.install(dataclasses.replace(unit, argv=(
             "/bin/sh", "-c", f"{SLOW_DIR}/haproxy {seconds:g} && exec "
-            + " ".join(shlex.quote(a) for a in HAPROXY.argv))))
+            + " ".join(shlex.quote(a) for a in unit.argv))))
 
     def undo(lab: Lab) -> None:
         node = lab.node(lb)
-        node.services.install(HAPROXY)
+        node.services.install(haproxy_unit(lab.topo))
         node.run("rm -rf %s", SLOW_DIR)
     return Sabotage(f"HAProxy on {lb} slow to start", "the VIP came back before HAProxy "
                     "listened", apply, undo)

@@ -50,6 +50,11 @@ _LOOPBACK_VIP = ("echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore && "
                  "ip addr replace {vip}/32 dev lo scope host && exec {argv}")
 
 
+def haproxy_unit(topo: Topology) -> Unit:
+    """HAProxy's unit for this lab: with the watcher's FIFO where keepalived follows it."""
+    return HAPROXY_WATCHED if topo.keepalived.track_file is not None else HAPROXY
+
+
 def keepalived_unit(topo: Topology) -> Unit:
     """keepalived's unit for this lab: Debian's daemon, behind the loopback VIP's set-up
     where the lab asks for it."""
@@ -94,7 +99,7 @@ def loadbalancer(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
     watched = topo.keepalived.track_file is not None
     return [
         # Not `-q`: it silences HAProxy's ALERTs too, which are what a failure must show.
-        Service(HAPROXY_WATCHED if watched else HAPROXY,
+        Service(haproxy_unit(topo),
                 [File(render.HAPROXY_CFG, render.haproxy_cfg(topo))],
                 f"haproxy -c -f {render.HAPROXY_CFG}"),
         # Before keepalived: its track file says whether HAProxy serves when keepalived starts.
