@@ -77,6 +77,19 @@ def adverts_ignored(lb: str) -> Sabotage:
                     lambda lab: _unnft(lab, lb))
 
 
+def priority_zero_lost(lb: str) -> Sabotage:
+    """``lb`` never hears a priority-0 advert (its peers' resignations), all others it
+    does: it learns that the MASTER left only when its master-down timer runs out. Unlike
+    ``adverts_ignored`` the backup stays a backup until the fault, on a lab whose
+    master-down interval is shorter than the time a test takes to set its fault off."""
+    def apply(lab: Lab) -> None:
+        # VRRP (v2 and v3): byte 2 of the header is the priority.
+        _nft(lab, lb, "inet", "type filter hook input priority -20",
+             "ip protocol 112 @th,16,8 0 drop")
+    return Sabotage(f"{lb} loses priority-0 adverts", f"{lb} hears no priority-0 advert",
+                    apply, lambda lab: _unnft(lab, lb))
+
+
 def health_checks_off(server: str, proxy: str = names.API_PROXY) -> Sabotage:
     """HAProxy on every LB stops checking ``server``: a dead server stays UP and clients go
     on being sent to it (checks disabled by hand during maintenance and never re-enabled)."""

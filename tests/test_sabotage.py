@@ -77,7 +77,7 @@ def test_keepalived_stop_fails_when_the_priority_zero_advert_is_lost(steady, bro
     """The slow path (no priority-0 advert heard): the backup waits its master-down timer,
     which the fast path's bound does not admit."""
     master, backup = _lbs(steady)
-    broken(sabotage.adverts_ignored(backup))
+    broken(sabotage.priority_zero_lost(backup))
     v = failover.keepalived_stop(steady)
     assert v.status == "failed"
     _fails(v, "beyond the bound", "exceeds the bound")
