@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from lab import faults
 from lab.lab import Lab
 from provision import names
-from provision.roles import HAPROXY
+from provision.roles import haproxy_unit
 
 TABLE = "halab-sabotage"
 
@@ -77,6 +77,19 @@ def adverts_ignored(lb: str) -> Sabotage:
                     lambda lab: _unnft(lab, lb))
 
 
+def priority_zero_lost(lb: str) -> Sabotage:
+    """``lb`` never hears a priority-0 advert (its peers' resignations), all others it
+    does: it learns that the MASTER left only when its master-down timer runs out. Unlike
+    ``adverts_ignored`` the backup stays a backup until the fault, on a lab whose
+    master-down interval is shorter than the time a test takes to set its fault off."""
+    def apply(lab: Lab) -> None:
+        # VRRP (v2 and v3): byte 2 of the header is the priority.
+        _nft(lab, lb, "inet", "type filter hook input priority -20",
+             "ip protocol 112 @th,16,8 0 drop")
+    return Sabotage(f"{lb} loses priority-0 adverts", f"{lb} hears no priority-0 advert",
+                    apply, lambda lab: _unnft(lab, lb))
+
+
 def health_checks_off(server: str, proxy: str = names.API_PROXY) -> Sabotage:
     """HAProxy on every LB stops checking ``server``: a dead server stays UP and clients go
     on being sent to it (checks disabled by hand during maintenance and never re-enabled)."""
@@ -130,14 +143,16 @@ def slow_haproxy_start(lb: str, seconds: float = 10.0) -> Sabotage:
     haproxy`) passes early. The unit first runs a copy of sleep named haproxy."""
     def apply(lab: Lab) -> None:
         node = lab.node(lb)
+        # The lab's own unit (on a lab with the watcher, HAProxy behind its FIFO), delayed.
+        unit = haproxy_unit(lab.topo)
         node.check_output("mkdir -p %s && cp /bin/sleep %s/haproxy", SLOW_DIR, SLOW_DIR)
-        node.services.install(dataclasses.replace(HAPROXY, argv=(
+        node.services.install(dataclasses.replace(unit, argv=(
             "/bin/sh", "-c", f"{SLOW_DIR}/haproxy {seconds:g} && exec "
-            + " ".join(shlex.quote(a) for a in HAPROXY.argv))))
+            + " ".join(shlex.quote(a) for a in unit.argv))))
 
     def undo(lab: Lab) -> None:
         node = lab.node(lb)
-        node.services.install(HAPROXY)
+        node.services.install(haproxy_unit(lab.topo))
         node.run("rm -rf %s", SLOW_DIR)
     return Sabotage(f"HAProxy on {lb} slow to start", "the VIP came back before HAProxy "
                     "listened", apply, undo)

@@ -47,32 +47,63 @@ class Bound:
 
 
 def _effective_priority(lb: Node, topo: Topology, check_ok: bool) -> int:
+    """The priority ``lb`` advertises with HAProxy serving (``check_ok``) or gone, from
+    the weights of its vrrp_script and its track file (a weight 0 puts it in FAULT
+    instead: see haproxy_crash)."""
     assert lb.vrrp is not None
-    w = topo.keepalived.check.weight
+    k = topo.keepalived
     p = lb.vrrp.priority
+    w = k.check.weight if k.check is not None else 0
     if w > 0 and check_ok:
-        return min(p + w, 254)
+        p = min(p + w, 254)
     if w < 0 and not check_ok:
-        return max(p + w, 1)
+        p = max(p + w, 1)
+    if k.track_file is not None and not check_ok:
+        p = max(p + k.track_file.weight, 1)  # the watcher writes 1: 1 x weight (<= 0)
     return p
 
 
-def haproxy_crash_fails_over(topo: Topology) -> bool:
-    """Does the master's vrrp_script failure hand the VIP to the best backup?"""
+def _faults(topo: Topology) -> bool:
+    """Does HAProxy's exit put the MASTER in FAULT (a weight 0 on its check or track)?"""
     k = topo.keepalived
-    if k.check.weight == 0:
-        return True  # weight 0: a failed check puts the instance in FAULT
+    return ((k.track_file is not None and k.track_file.weight == 0)
+            or (k.check is not None and k.check.weight == 0))
+
+
+def haproxy_crash_fails_over(topo: Topology) -> bool:
+    """Does HAProxy's exit on the master hand the VIP to the best backup?"""
+    if _faults(topo):
+        return True  # FAULT: the instance gives the VIP up whatever the priorities
     master = _effective_priority(topo.master_lb, topo, check_ok=False)
     return any(_effective_priority(b, topo, check_ok=True) > master for b in topo.backup_lbs)
 
 
-def haproxy_crash(topo: Topology) -> Bound:
-    """HAProxy dies on the master: the check notices, then the backup takes over."""
+def _fast_path_margin(fast: float, topo: Topology, prio: int) -> float:
+    """The margin of a failover promised through a priority-0 advert: below half the gap
+    to the slow path (the advert lost, the backup's master-down timer, at the earliest one
+    advert_int less than that after the fault), so that a pass tells the two apart."""
     k = topo.keepalived
-    detect = k.check.interval * k.check.fall
+    slow = master_down_interval(prio, k.advert_int, k.vrrp_version) - k.advert_int
+    return round(min(MARGIN_S, (slow - fast) / 2), 3)
+
+
+def haproxy_crash(topo: Topology) -> Bound:
+    """HAProxy dies on the master: the watcher (track_file) tells keepalived at once, or
+    the vrrp_script notices at its next run; then the backup takes over."""
+    k = topo.keepalived
     backup = topo.best_backup_lb
     prio = _effective_priority(backup, topo, check_ok=True)
-    if k.check.weight == 0:
+    if k.track_file is not None:
+        # No polling between HAProxy's exit and keepalived: the kernel closes the watcher's
+        # FIFO, the watcher writes the track file, keepalived reads it through inotify.
+        detect, told = 0.0, "the watcher's track file at once"
+        faults = k.track_file.weight == 0
+    else:
+        assert k.check is not None
+        detect = float(k.check.interval * k.check.fall)
+        told = f"check interval {k.check.interval} s x fall {k.check.fall}"
+        faults = k.check.weight == 0
+    if faults:
         # FAULT sends a priority-0 advert: the backup waits only its skew time.
         takeover = skew_time(prio, k.advert_int, k.vrrp_version)
         how = "skew after priority-0 advert"
@@ -81,8 +112,11 @@ def haproxy_crash(topo: Topology) -> Bound:
         # adverts and takes over when its master-down timer runs out.
         takeover = master_down_interval(prio, k.advert_int, k.vrrp_version)
         how = "master-down interval"
-    return Bound(detect + takeover, f"check interval {k.check.interval} s x fall {k.check.fall}"
-                 f" + {how} {takeover:.2f} s")
+    why = f"{told} + {how} {takeover:.2f} s"
+    if k.track_file is not None and faults:
+        # The whole promise is the fast path: a margin that admits the slow one says nothing.
+        return Bound(takeover, why, margin=_fast_path_margin(takeover, topo, prio))
+    return Bound(detect + takeover, why)
 
 
 def keepalived_stop(topo: Topology) -> Bound:
@@ -97,9 +131,8 @@ def keepalived_stop(topo: Topology) -> Bound:
     backup = topo.best_backup_lb
     prio = _effective_priority(backup, topo, check_ok=True)
     fast = skew_time(prio, k.advert_int, k.vrrp_version)
-    slow = master_down_interval(prio, k.advert_int, k.vrrp_version) - k.advert_int
     return Bound(fast, f"skew time after the priority-0 advert {fast:.2f} s",
-                 margin=round(min(MARGIN_S, (slow - fast) / 2), 3))
+                 margin=_fast_path_margin(fast, topo, prio))
 
 
 def node_crash(topo: Topology) -> Bound:
@@ -111,29 +144,44 @@ def node_crash(topo: Topology) -> Bound:
     return Bound(m, f"master-down interval 3 x {k.advert_int} s + skew")
 
 
+# How often halab's watcher asks whether a returning HAProxy listens (haproxy-watch.sh.j2).
+WATCH_LISTEN_POLL_S = 0.02
+
+
 def preempt_back(topo: Topology) -> Bound:
-    """HAProxy returns on the master: once its check passes it outranks the holder; being a
-    backup, it ignores the holder's lower-priority adverts until its master-down timer ends."""
+    """HAProxy returns on the master: once keepalived is told it serves (the vrrp_script's
+    `rise` runs, or the watcher's poll of the listener) the master outranks the holder;
+    being a backup, it ignores the holder's lower-priority adverts until its master-down
+    timer ends. HAProxy's own start-up (parsing its config) is in the margin."""
     k = topo.keepalived
-    detect = k.check.interval * k.check.rise
+    told: list[tuple[float, str]] = []
+    if k.check is not None:
+        told.append((float(k.check.interval * k.check.rise),
+                     f"check interval {k.check.interval} s x rise {k.check.rise}"))
+    if k.track_file is not None:
+        told.append((WATCH_LISTEN_POLL_S, f"the watcher's listen poll {WATCH_LISTEN_POLL_S:g} s"))
+    detect, what = max(told)  # every mechanism present must say "serves"
     prio = _effective_priority(topo.master_lb, topo, check_ok=True)
     m = master_down_interval(prio, k.advert_int, k.vrrp_version)
-    return Bound(detect + m, f"check interval {k.check.interval} s x rise {k.check.rise}"
-                 f" + master-down interval {m:.2f} s")
+    return Bound(detect + m, f"{what} + master-down interval {m:.2f} s")
 
 
 def backend_down(topo: Topology) -> Bound:
-    """A master's listener dies: HAProxy marks it DOWN after `fall` failed checks."""
+    """A master's listener dies: the next check fails (within `inter`), then `fall` - 1
+    more `fastinter` apart, and the check in flight."""
     c = topo.haproxy.check
-    return Bound(c.inter_ms * (c.fall + 1) / 1000,
-                 f"inter {c.inter_ms} ms x (fall {c.fall} + the check in flight)")
+    return Bound((c.inter_ms + c.transition_ms * c.fall) / 1000,
+                 f"inter {c.inter_ms} ms + {c.transition_ms} ms x (fall {c.fall} - 1 + the "
+                 "check in flight)")
 
 
 def backend_up(topo: Topology) -> Bound:
-    """A master's listener returns: HAProxy marks it UP after `rise` good checks."""
+    """A master's listener returns: the next check of the DOWN server (within `downinter`)
+    passes, then `rise` - 1 more `fastinter` apart, and the check in flight."""
     c = topo.haproxy.check
-    return Bound(c.inter_ms * (c.rise + 1) / 1000,
-                 f"inter {c.inter_ms} ms x (rise {c.rise} + the check in flight)")
+    return Bound((c.down_ms + c.transition_ms * c.rise) / 1000,
+                 f"{c.down_ms} ms + {c.transition_ms} ms x (rise {c.rise} - 1 + the check "
+                 "in flight)")
 
 
 def vrrp_heal(topo: Topology) -> Bound:
@@ -146,10 +194,11 @@ def vrrp_heal(topo: Topology) -> Bound:
 def backend_vanished(topo: Topology) -> Bound:
     """A master vanishes (crash, cable): no RST, every check waits out its timeout. With no
     `timeout check` in the config HAProxy times a check out after `inter` and starts the
-    next one `inter` later: the phase, then fall x (timeout + inter) minus the last wait."""
+    next one `fastinter` (else `inter`) later: fall x (timeout + that interval)."""
     c = topo.haproxy.check
-    return Bound(c.inter_ms * 2 * c.fall / 1000,
-                 f"inter {c.inter_ms} ms x 2 x fall {c.fall} (checks time out, not refused)")
+    return Bound(c.fall * (c.inter_ms + c.transition_ms) / 1000,
+                 f"fall {c.fall} x (inter {c.inter_ms} ms + {c.transition_ms} ms) (checks "
+                 "time out, not refused)")
 
 
 # Linux's neighbour defaults (net.ipv4.neigh.*): an entry stays REACHABLE for a random
@@ -165,7 +214,13 @@ def arp_after_heal(topo: Topology) -> Bound:
     """A split brain heals: the LB that stayed MASTER does not change state, so it sends no
     gratuitous ARP of its own accord; a client whose entry points at the other LB follows
     at the next refresh (garp_master_refresh) or when its own ARP entry expires."""
-    refresh = topo.keepalived.garp_master_refresh
+    k = topo.keepalived
+    if k.higher_prio_send_advert:
+        # The loser's parting advert reaches the winner with the winner's next advert at
+        # the latest; the winner answers a lower priority with gratuitous ARP at once.
+        return Bound(k.advert_int, f"one advert_int of {k.advert_int:g} s "
+                     "(higher_prio_send_advert: the winner answers with gratuitous ARP)")
+    refresh = k.garp_master_refresh
     if refresh is not None:
         return Bound(float(refresh), f"garp_master_refresh {refresh} s")
     worst = (1.5 * NEIGH_BASE_REACHABLE_S + NEIGH_DELAY_FIRST_PROBE_S

@@ -164,6 +164,18 @@ class VrrpCheck(_Strict):
     rise: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
+class HaproxyTrack(_Strict):
+    """keepalived's vrrp_track_file, written by halab's watcher beside HAProxy
+    (provision/templates/haproxy-watch.sh.j2): "1" the moment HAProxy exits, "0" once it
+    listens on :6443. No polling: the watcher learns of the exit from the kernel closing
+    HAProxy's end of a FIFO, keepalived of the file through inotify."""
+
+    # 0: HAProxy gone puts the instance in FAULT, which sends a priority-0 advert, and the
+    # backup takes over after its skew time alone. Negative: the priority drops by that
+    # much instead, and the backup waits out its master-down timer.
+    weight: Annotated[int, Field(ge=-253, le=0)] = 0
+
+
 class Keepalived(_Strict):
     virtual_router_id: Annotated[int, Field(ge=1, le=255)] = 51
     advert_int: Annotated[float, Field(gt=0, le=255)] = 1
@@ -171,7 +183,22 @@ class Keepalived(_Strict):
     auth_pass: Annotated[str, Field(min_length=1, max_length=8), inputs.matching(
         inputs.TOKEN, "1-8 letters, digits or ._+- (starting with a letter or digit)")
     ] | None = "1111"
-    check: VrrpCheck = VrrpCheck()
+    # The vrrp_script; null: none (a lab that learns of HAProxy's exit from `track_file`).
+    check: VrrpCheck | None = VrrpCheck()
+    # HAProxy's exit and its return (listening) pushed to keepalived by halab's watcher;
+    # null (the guide): only the vrrp_script tells.
+    track_file: HaproxyTrack | None = None
+    # A MASTER that hears a higher priority sends one advert of its own before it yields
+    # (higher_prio_send_advert): the winner of a healed split brain hears a lower priority
+    # and answers with gratuitous ARP, so the client follows at once.
+    higher_prio_send_advert: bool = False
+    # Every LB also keeps the VIP on its loopback (host scope), and answers ARP only for
+    # addresses on the NIC asked (arp_ignore 1, arp_announce 2): the VIP on the lab NIC,
+    # where keepalived puts it, is still what the network sees. A connection sent to an LB
+    # that has just given the VIP up (the client's ARP entry not moved yet) is then served
+    # by its HAProxy, or refused at once when HAProxy is dead, instead of dropped: a dropped
+    # SYN costs the client its 1 s retransmission.
+    vip_on_loopback: bool = False
     # Gratuitous ARP from the MASTER every N s (keepalived's garp_master_refresh). The guide
     # has none: after a split brain heals, nothing makes the client forget the other LB's
     # MAC until its ARP entry expires (see lab.timing.arp_after_heal).
@@ -185,6 +212,9 @@ class Keepalived(_Strict):
             )
         if self.vrrp_version == 3 and self.auth_pass is not None:
             raise ValueError("VRRPv3 has no authentication; set `auth_pass: null`")
+        if self.check is None and self.track_file is None:
+            raise ValueError("keepalived needs a way to learn that HAProxy is gone: a `check` "
+                             "(vrrp_script) or a `track_file`, or both")
         return self
 
 
@@ -194,6 +224,20 @@ class HealthCheck(_Strict):
     inter_ms: Annotated[int, Field(ge=10, le=3_600_000)] = 2000
     fall: Annotated[int, Field(ge=1, le=1000)] = 3
     rise: Annotated[int, Field(ge=1, le=1000)] = 2
+    # Between the checks of a server changing state (fastinter) and of a DOWN server
+    # (downinter); null: `inter`, as HAProxy does.
+    fastinter_ms: Annotated[int, Field(ge=10, le=3_600_000)] | None = None
+    downinter_ms: Annotated[int, Field(ge=10, le=3_600_000)] | None = None
+
+    @property
+    def transition_ms(self) -> int:
+        """Between the checks that take a server UP or DOWN once the first one has told."""
+        return self.fastinter_ms or self.inter_ms
+
+    @property
+    def down_ms(self) -> int:
+        """Between the checks of a server that is DOWN."""
+        return self.downinter_ms or self.inter_ms
 
 
 class Haproxy(_Strict):
@@ -212,6 +256,9 @@ class Haproxy(_Strict):
     # written into haproxy.cfg, where `#`, quotes or blanks would change what it says.
     stats_uri: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~/?=&%-]{0,100}$")] | None = (
         "/haproxy?stats")
+    # HAProxy's `timeout connect` (ms), towards the servers: how long a connection to a
+    # master that vanished (no reset) hangs before HAProxy retries elsewhere.
+    timeout_connect_ms: Annotated[int, Field(ge=10, le=3_600_000)] = 5000
 
 
 class Kubernetes(_Strict):

@@ -33,6 +33,22 @@ SSH_UNIT = "ssh"
 KEEPALIVED_PIDFILE = "/run/keepalived.pid"
 KEEPALIVED_DUMP_DIR = "/run/keepalived"
 
+# HAProxy's exit told to keepalived at once (keepalived.track_file, profile fast): HAProxy
+# holds ALIVE_FIFO open (its unit's wrapper opens it as fd 3 and execs haproxy, which keeps
+# it); the watcher unit reads the FIFO and sees end-of-file the moment the kernel closes
+# HAProxy's descriptors, however it died, and writes TRACK_FILE ("1": HAProxy gone, "0": it
+# listens on :6443), which keepalived follows through inotify (vrrp_track_file).
+# keepalived's own vrrp_track_process cannot do this inside a lab node (its process-events
+# connector works only in the initial network namespace: errno 111).
+HAPROXY_WATCH_UNIT = "haproxy-watch"
+HAPROXY_WATCH_SH = "/etc/halab/haproxy-watch.sh"
+HAPROXY_RUN_DIR = "/run/haproxy"  # HAProxy's runtime folder (its stats socket's too)
+HAPROXY_ALIVE_FIFO = f"{HAPROXY_RUN_DIR}/alive"
+# In keepalived's own runtime folder: it exists whenever keepalived runs (its unit makes it),
+# so the inotify watch keepalived puts on the file's folder never misses.
+HAPROXY_TRACK_FILE = f"{KEEPALIVED_DUMP_DIR}/haproxy.track"
+HAPROXY_TRACK_NAME = "haproxy_serves"  # the track_file's name in keepalived.conf
+
 # Config files, where the roles write them and the daemons read them.
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"

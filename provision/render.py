@@ -54,8 +54,13 @@ def haproxy_cfg(topo: Topology) -> str:
     check = f"check fall {c.fall} rise {c.rise}"
     if c.inter_ms != HAPROXY_CHECK_DEFAULTS[0]:
         check += f" inter {c.inter_ms}"
+    if c.fastinter_ms is not None:
+        check += f" fastinter {c.fastinter_ms}"
+    if c.downinter_ms is not None:
+        check += f" downinter {c.downinter_ms}"
     plain_extra = ""
-    if (c.inter_ms, c.fall, c.rise) != HAPROXY_CHECK_DEFAULTS:
+    if ((c.inter_ms, c.fall, c.rise) != HAPROXY_CHECK_DEFAULTS or c.fastinter_ms is not None
+            or c.downinter_ms is not None):
         plain_extra = " " + check.removeprefix("check ")
     healthz = api_check(topo) == "healthz"
     return _env().get_template("haproxy.cfg.j2").render(
@@ -85,7 +90,14 @@ def keepalived_conf(topo: Topology, node: Node) -> str:
     peers = [lb for lb in topo.load_balancers if lb.name != node.name]
     return _env().get_template("keepalived.conf.j2").render(
         node=node, k=topo.keepalived, advert_int=_number(topo.keepalived.advert_int),
-        interface=topo.network.interface, peers=peers, vip=topo.vip)
+        interface=topo.network.interface, peers=peers, vip=topo.vip,
+        track={"name": names.HAPROXY_TRACK_NAME, "file": names.HAPROXY_TRACK_FILE})
+
+
+def haproxy_watch_sh(topo: Topology) -> str:
+    """The watcher that tells keepalived (track_file) of HAProxy's exit and return."""
+    return _env().get_template("haproxy-watch.sh.j2").render(
+        fifo=names.HAPROXY_ALIVE_FIFO, track=names.HAPROXY_TRACK_FILE, port=names.API_PORT)
 
 
 def apiserver_conf(topo: Topology, node: Node) -> str:

@@ -7,8 +7,9 @@ when one of its files changed. A second provision changes nothing and restarts n
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lab.errors import HalabError
@@ -33,6 +34,38 @@ APISERVER = Unit(names.APISERVER_UNIT, ("/usr/sbin/nginx", "-c", render.APISERVE
 INGRESS = Unit(names.INGRESS_UNIT, ("/usr/sbin/nginx", "-c", render.INGRESS_CONF,
                                    "-g", "daemon off;"),
                "ingress controller stand-in (nginx)")
+# HAProxy's exit pushed to keepalived (keepalived.track_file): HAProxy run with the watcher's
+# FIFO as fd 3, which it keeps until it dies. A shell opens it and execs HAProxy, so the
+# unit's main process is HAProxy on every service manager (a fault's signal reaches it).
+# `&&`: HAProxy never starts on a FIFO that could not be made (the watcher would be blind).
+_FIFO = names.HAPROXY_ALIVE_FIFO
+HAPROXY_WATCHED = replace(HAPROXY, argv=(
+    "/bin/sh", "-c", f"[ -p {_FIFO} ] || mkfifo {_FIFO} 2>/dev/null || [ -p {_FIFO} ] && "
+    f"exec {shlex.join(HAPROXY.argv)} 3<>{_FIFO}"))
+# keepalived.vip_on_loopback: the VIP on lo and ARP answered per NIC, set up each time
+# keepalived starts (on a VM's boot too), then keepalived itself: still the main process.
+# /proc rather than sysctl(8): nothing beyond the shell needed on a minimal VM.
+_LOOPBACK_VIP = ("echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore && "
+                 "echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce && "
+                 "ip addr replace {vip}/32 dev lo scope host && exec {argv}")
+
+
+def haproxy_unit(topo: Topology) -> Unit:
+    """HAProxy's unit for this lab: with the watcher's FIFO where keepalived follows it."""
+    return HAPROXY_WATCHED if topo.keepalived.track_file is not None else HAPROXY
+
+
+def keepalived_unit(topo: Topology) -> Unit:
+    """keepalived's unit for this lab: Debian's daemon, behind the loopback VIP's set-up
+    where the lab asks for it."""
+    if not topo.keepalived.vip_on_loopback:
+        return KEEPALIVED
+    return replace(KEEPALIVED, argv=("/bin/sh", "-c", _LOOPBACK_VIP.format(
+        vip=topo.vip, argv=shlex.join(KEEPALIVED.argv))))
+
+
+HAPROXY_WATCH = Unit(names.HAPROXY_WATCH_UNIT, ("/bin/sh", names.HAPROXY_WATCH_SH),
+                     "tells keepalived when HAProxy exits and when it listens")
 
 @dataclass(frozen=True)
 class File:
@@ -63,11 +96,17 @@ class Change:
 
 
 def loadbalancer(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
+    watched = topo.keepalived.track_file is not None
     return [
         # Not `-q`: it silences HAProxy's ALERTs too, which are what a failure must show.
-        Service(HAPROXY, [File(render.HAPROXY_CFG, render.haproxy_cfg(topo))],
+        Service(haproxy_unit(topo),
+                [File(render.HAPROXY_CFG, render.haproxy_cfg(topo))],
                 f"haproxy -c -f {render.HAPROXY_CFG}"),
-        Service(KEEPALIVED, [File(render.KEEPALIVED_CONF,
+        # Before keepalived: its track file says whether HAProxy serves when keepalived starts.
+        *([Service(HAPROXY_WATCH, [File(names.HAPROXY_WATCH_SH, render.haproxy_watch_sh(topo),
+                                        0o755)], f"sh -n {names.HAPROXY_WATCH_SH}")]
+          if watched else []),
+        Service(keepalived_unit(topo), [File(render.KEEPALIVED_CONF,
                                   render.keepalived_conf(topo, node.spec)), *_check_script(topo)],
                 f"keepalived -t -f {render.KEEPALIVED_CONF}"),
     ]
@@ -75,7 +114,8 @@ def loadbalancer(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
 
 def _check_script(topo: Topology) -> list[File]:
     """The kubeadm guide's check script, where keepalived's check runs it (kubeadm-guide)."""
-    if topo.keepalived.check.script.split()[0] != names.CHECK_APISERVER_SH:
+    check = topo.keepalived.check
+    if check is None or check.script.split()[0] != names.CHECK_APISERVER_SH:
         return []
     return [File(names.CHECK_APISERVER_SH, render.check_apiserver_sh(topo), 0o755)]
 

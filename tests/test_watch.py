@@ -275,7 +275,8 @@ def test_keepalived_stopped_on_the_backup_is_said_so(steady, own_lab):
 def _effective(lab, lb: str) -> int:
     """The effective priority keepalived should report with its check passing."""
     spec = lab.topo.node(lb)
-    return spec.vrrp.priority + max(0, lab.topo.keepalived.check.weight)
+    check = lab.topo.keepalived.check
+    return spec.vrrp.priority + max(0, check.weight if check is not None else 0)
 
 
 # -- unknown: an LB that cannot be asked -------------------------------------------------------

@@ -214,7 +214,8 @@ def check(lab: Lab, note: Note = lambda _: None) -> CheckResult:
     if not timing.haproxy_crash_fails_over(topo):
         return CheckResult(False, [
             f"lab.yaml's check weights never let {backup} outrank {master} when HAProxy "
-            "dies (keepalived.check.weight): there is no failover to check"], passed)
+            "dies (keepalived.check.weight, track_file.weight): there is no failover to "
+            "check"], passed)
     bound = timing.haproxy_crash(topo)
     note(f"failover: HAProxy SIGKILLed on {master}; the configuration promises {bound}")
     try:

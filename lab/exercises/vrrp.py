@@ -180,18 +180,26 @@ def _set_program(lab: Lab, node: str, old: str, new: str) -> None:
     _restart_keepalived(lab, node)
 
 
+def _check_script(lab: Lab) -> str:
+    check = lab.topo.keepalived.check
+    assert check is not None, "the exercise applies only to a lab with a check script"
+    return check.script
+
+
 def _check_break(lab: Lab) -> None:
     master, _ = _lbs(lab)
-    _set_program(lab, master, *_wrong_path(lab.topo.keepalived.check.script))
+    _set_program(lab, master, *_wrong_path(_check_script(lab)))
 
 
 def _check_fix(lab: Lab) -> None:
     master, _ = _lbs(lab)
-    right, wrong = _wrong_path(lab.topo.keepalived.check.script)
+    right, wrong = _wrong_path(_check_script(lab))
     _set_program(lab, master, wrong, right)
 
 
 def _check_is_absolute(topo: Topology) -> str | None:
+    if topo.keepalived.check is None:
+        return "this lab has no check script (keepalived.check: null)"
     if not topo.keepalived.check.script.startswith("/"):
         return "this lab's check script is not an absolute path (keepalived.check.script)"
     if topo.keepalived.check.weight <= 0:

@@ -103,3 +103,42 @@ def test_haproxy_accepts_every_profiles_config(profile, tmp_path):
     cfg.write_text(render.haproxy_cfg(_topo(profile)))
     r = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_fast_profile_learns_of_haproxys_exit_from_the_watcher():
+    """fast: no vrrp_script; a track file (weight 0: FAULT) written by the watcher, which
+    HAProxy's unit feeds through a FIFO; its bounds follow from that path."""
+    topo = _topo(profiles.FAST)
+    k = topo.keepalived
+    assert k.check is None and k.track_file is not None and k.track_file.weight == 0
+    conf = render.keepalived_conf(topo, topo.node("lb01"))
+    assert "vrrp_script" not in conf and "track_script" not in conf
+    watcher = (GOLDEN / profiles.FAST / "haproxy-watch.sh").read_text()
+    assert render.haproxy_watch_sh(topo) == watcher
+    # The priority-0 advert's path alone: the backup's skew time, and a margin below half
+    # the gap to the slow path (the backup's master-down timer).
+    crash = timing.haproxy_crash(topo)
+    skew = timing.skew_time(99, k.advert_int, 3)
+    assert crash.seconds == timing.keepalived_stop(topo).seconds == skew
+    slow = timing.master_down_interval(99, k.advert_int, 3) - k.advert_int
+    assert crash.with_margin < (skew + slow) / 2 + 1e-9
+    assert timing.preempt_back(topo).seconds == (
+        timing.WATCH_LISTEN_POLL_S + timing.master_down_interval(100, k.advert_int, 3))
+    assert timing.arp_after_heal(topo).seconds == k.advert_int
+
+
+def test_the_fast_profile_deploys_the_watcher_before_keepalived():
+    from provision import roles
+
+    topo = _topo(profiles.FAST)
+
+    class _Node:
+        spec = topo.node("lb01")
+
+    units = [s.unit for s in roles.loadbalancer(topo, _Node(), None)]  # type: ignore[arg-type]
+    assert [u.name for u in units] == ["haproxy", "haproxy-watch", "keepalived"]
+    # HAProxy itself is the unit's main process: the wrapper shell execs it.
+    assert "exec /usr/sbin/haproxy " in units[0].argv[-1]
+    seed = topology.load(ROOT / "lab.yaml")
+    assert [s.unit.name for s in roles.loadbalancer(seed, _Node(), None)] == [  # type: ignore[arg-type]
+        "haproxy", "keepalived"]
