@@ -16,6 +16,7 @@ from lab.node import Node
 from lab.probes import Prober
 from lab.providers.base import Provider
 from lab.state import LabState
+from lab.timings import span
 from lab.topology import Role, Topology
 
 PROVIDERS = ("netns", "vagrant", "hosts")
@@ -67,10 +68,13 @@ class Lab:
     def up(self, progress: Callable[[str], None] = lambda _: None) -> None:
         # Root and every command of the provider's lab, from the registry (lab/packages.py,
         # the nodes' daemons included): before anything is built.
-        self.provider.check()
-        self.provider.up(progress)
+        with span("prerequisites: root, every command of the provider"):
+            self.provider.check()
+        with span(f"{self.provider.name}: the nodes up, sshd answering"):
+            self.provider.up(progress)
         try:
-            self.provision(progress)
+            with span("provisioning: every node's files and daemons"):
+                self.provision(progress)
         except BaseException:
             self.close()
             self.provider.down()

@@ -274,6 +274,15 @@ def load(path: str | Path = DEFAULT_LAB_FILE) -> Topology:
     return parse(text, source=str(p))
 
 
+def renamed(text: str, name: str, header: str) -> str:
+    """A lab file's text with ``name:`` replaced and nothing else (comments lost), under a
+    header line that says where it came from: another lab of the same shape, which a
+    person and `halab -f` read like any lab file (a class's learners, a test worker's)."""
+    data = yaml.safe_load(text)
+    data = {"name": name, **{k: v for k, v in data.items() if k != "name"}}
+    return f"# {header}\n" + yaml.safe_dump(data, sort_keys=False)
+
+
 def parse(text: str, source: str = DEFAULT_LAB_FILE) -> Topology:
     try:
         data = yaml.safe_load(text)
