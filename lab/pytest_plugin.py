@@ -129,10 +129,11 @@ def steady(lab: Lab) -> Iterator[Lab]:
     """For disruptive tests: the lab is steady before the test, and made steady after it."""
     try:
         # Whatever an earlier test left broken (a failed test skips its own teardown's
-        # checks) is undone first, so that one failure does not cascade.
+        # checks) is undone first, so that one failure does not cascade. A lab found
+        # steady is steady: no second look.
         if steady_state.problems(lab):
             faults.restore(lab)
-        steady_state.wait(lab)
+            steady_state.wait(lab)
     except HalabError as e:
         _fail(e)
     yield lab
