@@ -88,6 +88,28 @@ def lab_path(config: pytest.Config) -> Path:
     return config.stash[_LAB_PATH]
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`--dist loadgroup`: pytest-xdist (3.8) sends a test marked `xdist_group(NAME)` to
+    the worker of its group by naming the group in the test's node id (`id@NAME`), which it
+    sets where pytest 8 kept it (`item._nodeid`); pytest 9 reads `item._id`, so every
+    group was spread over the workers (seen: test_classroom's class built twice at once).
+    The same, where pytest 9 reads it."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest 8: xdist's own hook works
+        return
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix) and isinstance(
+                getattr(item, "_id", None), NodeId):
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
 @pytest.fixture(scope="session")
 def lab_file(request: pytest.FixtureRequest) -> Path:
     """The lab file of this run (`--lab-file`, or this xdist worker's own), absolute: for

@@ -249,7 +249,10 @@ class NetnsProvider(Provider):
         def boot(name: str) -> None:
             progress(f"{name}: boot")
             with span(f"boot {name}"):
-                self._boot(name)
+                # sshd only: provisioning, next, starts every daemon in the order the lab
+                # needs (masters listening before the load balancers start), which a disk
+                # kept from an earlier run would otherwise start all at once.
+                self._boot(name, units=False)
             progress(f"{name}: waiting for sshd")
             with span(f"sshd on {name} answers"):
                 self._wait_ssh(str(self.topo.node(name).address), name)
@@ -282,8 +285,9 @@ class NetnsProvider(Provider):
             "Subsystem sftp /usr/lib/openssh/sftp-server\n"
         )
 
-    def _boot(self, node: str) -> None:
-        """Start the node's PID 1 in fresh PID/mount/UTS/IPC namespaces, then its daemons."""
+    def _boot(self, node: str, units: bool = True) -> None:
+        """Start the node's PID 1 in fresh PID/mount/UTS/IPC namespaces, then sshd and (with
+        ``units``) every other daemon installed on it, as a machine's boot does."""
         logs = self.state.logs(node)
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "init.log", "ab") as log:
@@ -313,7 +317,7 @@ class NetnsProvider(Provider):
                                  str(self.state.node_dir(node) / "sshd_config")),
                          "OpenBSD Secure Shell server", ("/run/sshd",)))
         # Like systemd at boot: every enabled unit, sshd first so the node can be reached.
-        for name in ["ssh", *[u for u in svc.installed() if u != "ssh"]]:
+        for name in ["ssh", *[u for u in svc.installed() if u != "ssh" and units]]:
             svc.start(name)
 
     def _wait_ssh(self, address: str, node: str) -> None:
