@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # The embedded suite runs on several labs at once, one per pytest-xdist worker, each named
 # after $(LAB)'s lab and the worker (halabgw0, ...): the suite mostly waits on protocol
 # timers, so labs side by side share a few cores well. WORKERS=0: one process, on $(LAB).
-WORKERS  ?= 4
+WORKERS  ?= 3
 # On VMs: the failover and API server suites (the rest exercises the embedded lab itself).
 VM_TESTS ?= tests/unit tests/test_failover.py tests/test_apiserver.py
 
