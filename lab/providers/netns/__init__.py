@@ -411,10 +411,17 @@ class NetnsProvider(Provider):
         ns = pid_ns(init) if init else None
         if ns is None:
             raise LabStateError(f"{name} is not running")
-        pids = list(processes_in(ns).values())
-        for hostpid in pids:
-            os.kill(hostpid, sig)
-        return pids
+        signalled = []
+        for hostpid in processes_in(ns).values():
+            try:
+                os.kill(hostpid, sig)
+            except ProcessLookupError:
+                # Gone between the listing and the signal (a check script, an SSH session
+                # ending): nothing left of it to stop or continue. Seen under a parallel
+                # suite, where the moment between the two is longer.
+                continue
+            signalled.append(hostpid)
+        return signalled
 
     def _until_stopped(self, name: str, pids: list[int], stopped: bool) -> None:
         """A signal takes effect when its process next runs: until then a "frozen" node
