@@ -5,6 +5,10 @@ VENV     ?= .venv
 LAB      ?= lab.yaml
 PROVIDER ?= netns
 PYTEST_ARGS ?=
+# The embedded suite runs on several labs at once, one per pytest-xdist worker, each named
+# after $(LAB)'s lab and the worker (halabgw0, ...): the suite mostly waits on protocol
+# timers, so labs side by side share a few cores well. WORKERS=0: one process, on $(LAB).
+WORKERS  ?= 3
 # On VMs: the failover and API server suites (the rest exercises the embedded lab itself).
 VM_TESTS ?= tests/unit tests/test_failover.py tests/test_apiserver.py
 
@@ -60,9 +64,11 @@ lab-status: $(VENV)/.installed
 demo: setup
 	$(HALAB) demo -f $(LAB)
 
+XDIST := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadgroup)
+
 test: $(if $(filter vagrant,$(PROVIDER)),box,setup-tests)
 	$(PYTEST) --lab-file $(LAB) --lab-provider $(PROVIDER) $(PYTEST_ARGS) \
-	    $(if $(filter vagrant,$(PROVIDER)),$(VM_TESTS))
+	    $(if $(filter vagrant,$(PROVIDER)),$(VM_TESTS),$(XDIST))
 
 test-unit: $(VENV)/.installed
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
@@ -70,8 +76,11 @@ test-unit: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
+# The lab of $(LAB), and those of the suite's workers (their lab files: .halab/_xdist/).
 clean: $(VENV)/.installed
 	$(HALAB) clean -f $(LAB)
+	@for f in $(dir $(LAB)).halab/_xdist/*.yaml; do \
+	    [ ! -e "$$f" ] || $(HALAB) clean -f "$$f"; done
 
 # A short chaos run (3 scenarios, fixed seed); CHAOS_ARGS="--iterations 20 --seed 42" for more.
 # Brings the lab up first when it is not up; the report lands in chaos-report/.

@@ -29,8 +29,6 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab import topology
 from lab.errors import HalabError, LabStateError, PrerequisiteError
 from lab.lab import Lab
@@ -93,11 +91,8 @@ def learner_topology(base: Topology, name: str) -> Topology:
 def learner_text(base_text: str, name: str) -> str:
     """The base lab file as a learner's lab file: the same YAML with ``name:`` replaced
     (comments lost), readable by a person and by `halab -f`."""
-    data = yaml.safe_load(base_text)
-    data = {"name": name, **{k: v for k, v in data.items() if k != "name"}}
-    return (f"# learner lab {name} of a halab class: the base lab file with its name "
-            "replaced (made by `halab class up`)\n"
-            + yaml.safe_dump(data, sort_keys=False))
+    return topology.renamed(base_text, name, f"learner lab {name} of a halab class: the "
+                            "base lab file with its name replaced (made by `halab class up`)")
 
 
 # -- the kernel's shared tables ------------------------------------------------------------

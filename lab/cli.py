@@ -41,22 +41,36 @@ def _open(file: Path, provider: str | None = None) -> Lab:
 
 
 @app.command()
-def up(file: LabFile = Path("lab.yaml"), provider: ProviderOpt = None) -> None:
+def up(file: LabFile = Path("lab.yaml"), provider: ProviderOpt = None,
+       timings: Annotated[bool, typer.Option(
+           "--timings", help="then where the time went: each phase, when it began and how "
+           "long it took")] = False) -> None:
     """Create the lab's nodes and provision them (HAProxy, keepalived, API servers)."""
+    from lab.timings import process_age_s, recording, span
+
+    before = process_age_s()
     lab = _open(file, provider)
     t0 = time.monotonic()
-    with out.status(f"bringing lab '{lab.topo.name}' up ({lab.provider.name})") as st:
+    with recording() as rec, out.status(
+            f"bringing lab '{lab.topo.name}' up ({lab.provider.name})") as st:
         def progress(msg: str) -> None:
             st.update(f"[bold]{lab.topo.name}[/]: {msg}")
             out.log(msg, highlight=False)
 
         lab.up(progress)
         st.update("waiting for the VIP and every backend")
-        steady.wait(lab)
+        with span("steady: the VIP on the MASTER, every backend UP, the client served"):
+            steady.wait(lab)
     out.print(f"lab '{lab.topo.name}' is up ({lab.provider.name}) in "
               f"{time.monotonic() - t0:.1f} s; VIP {lab.vip}")
     _status_table(lab)
     lab.close()
+    if timings:
+        print(f"\n# where the time went (s after `up` began; before it, {before:.2f} s of "
+              "interpreter start, imports and reading the lab file)" if before is not None
+              else "\n# where the time went (s after `up` began)")
+        for line in rec.lines(t0):
+            print(line)
 
 
 @app.command()

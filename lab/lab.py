@@ -19,6 +19,7 @@ from lab.probes import Prober
 from lab.providers.base import Provider
 from lab.state import LabState
 from lab.system import require_root
+from lab.timings import span
 from lab.topology import Role, Topology
 
 PROVIDERS = ("netns", "vagrant", "hosts")
@@ -83,14 +84,17 @@ class Lab:
         progress = progress or (lambda _: None)
         # Root and every command of the provider's lab, from the registry (lab/packages.py,
         # the nodes' daemons included): before anything is built.
-        self.provider.check()
+        with span("prerequisites: root, every command of the provider"):
+            self.provider.check()
         with self.claim.lock("up", note):
             self.claim.refuse_if_elsewhere("bring up")
             # Before anything is built: a crash from here on leaves a lab this folder owns.
             self.claim.take(self.provider.name)
-            self.provider.up(progress)
+            with span(f"{self.provider.name}: the nodes up, sshd answering"):
+                self.provider.up(progress)
             try:
-                self.provision(progress)
+                with span("provisioning: every node's files and daemons"):
+                    self.provision(progress)
             except BaseException:
                 self.close()
                 self.provider.down()

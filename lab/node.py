@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from lab.services import ServiceManager
 from lab.topology import Node as NodeSpec
 from lab.topology import Role
-from lab.transport import Result, Transport, quote_command
+from lab.transport import Result, Transport, put_files, quote_command
 
 if TYPE_CHECKING:
     import testinfra.host
@@ -91,12 +91,10 @@ class Node:
         for line in out.splitlines():
             digest, mode, path = line.split(" ", 2)
             have[path] = (digest, int(mode, 8))
-        written = []
-        for path, raw, mode in wanted:
-            if have.get(path) != (hashlib.sha256(raw).hexdigest(), mode):
-                self.transport.put(path, raw, mode)
-                written.append(path)
-        return written
+        changed = [(path, raw, mode) for path, raw, mode in wanted
+                   if have.get(path) != (hashlib.sha256(raw).hexdigest(), mode)]
+        put_files(self.transport, changed)
+        return [path for path, _, _ in changed]
 
     def read(self, path: str) -> str | None:
         r = self.run("cat %s", path)

@@ -80,8 +80,11 @@ NEEDS: tuple[Need, ...] = (
     _need("ip", "iproute2", "namespaces, veths, the lab bridge, addresses, `ip neigh`",
           "netns", "vagrant", "guest"),
     _need("tc", "iproute2", "tc netem: the loss, delay and jitter faults", "netns", "guest"),
-    _need("ss", "iproute2", "testinfra's socket checks on the nodes; the HAProxy watcher "
-          "(keepalived.track_file) asks whether :6443 listens", "netns", "guest"),
+    _need("ss", "iproute2", "testinfra's socket checks on the nodes; provisioning waits "
+          "for each daemon to listen; the HAProxy watcher (keepalived.track_file) asks "
+          "whether :6443 listens", "netns", "guest"),
+    _need("tar", "tar", "provisioning writes a node's files in one round trip", "netns",
+          "guest"),
     _need("unshare", "util-linux", "a node's PID, mount, UTS and IPC namespaces; the VM "
           "lab's private libvirt host", "netns", "vagrant", "ci", also=("pivot_root",)),
     _need("nsenter", "util-linux", "running commands and daemons inside a node",

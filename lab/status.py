@@ -144,6 +144,17 @@ def backends_status(lab: Lab, lb: str, state: str) -> Backends:
         return Backends(None, _why(e))
 
 
+def provider_states(lab: Lab) -> dict[str, str]:
+    """Every node's state as the provider tells it (no SSH: it cannot hang on a node)."""
+    out = {}
+    for n in lab.topo.nodes:
+        try:
+            out[n.name] = lab.provider.node_state(n.name)
+        except Exception:  # noqa: BLE001 - a provider that cannot tell says nothing new
+            out[n.name] = "unknown"
+    return out
+
+
 def gather(lab: Lab) -> LabStatus:
     """Ask every node; one that cannot answer is reported as such, never left out.
 

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from lab import faults, observe, timing
 from lab.errors import HalabError
 from lab.lab import Lab
+from lab.timings import mark
 from lab.wait import until
 
 WHAT = ("the lab to be steady (every node running, every daemon up, no partition or "
@@ -83,7 +84,11 @@ def wait(lab: Lab, timeout: float | None = None) -> None:
     last: list[str] = []
 
     def steady() -> bool:
-        last[:] = problems(lab)
+        found = problems(lab)
+        if found != last or not found:
+            # `halab up --timings`: what the wait was waiting for, and from when.
+            mark(f"steady: {'; '.join(found) if found else 'yes'}")
+        last[:] = found
         return not last
 
     try:

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab import inputs, profiles
@@ -469,6 +470,15 @@ def load(path: str | Path = DEFAULT_LAB_FILE, profile: str | None = None) -> Top
     except OSError as e:
         raise LabFileError(f"{p}: cannot read the lab file ({e.strerror}).") from None
     return parse(inputs.decode(data, str(p), LabFileError), source=str(p), profile=profile)
+
+
+def renamed(text: str, name: str, header: str) -> str:
+    """A lab file's text with ``name:`` replaced and nothing else (comments lost), under a
+    header line that says where it came from: another lab of the same shape, which a
+    person and `halab -f` read like any lab file (a class's learners, a test worker's)."""
+    data = inputs.load_yaml(text, "lab file", LabFileError)
+    data = {"name": name, **{k: v for k, v in data.items() if k != "name"}}
+    return f"# {header}\n" + yaml.safe_dump(data, sort_keys=False)
 
 
 def parse(text: str, source: str = DEFAULT_LAB_FILE, profile: str | None = None) -> Topology:

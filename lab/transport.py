@@ -12,6 +12,8 @@ import io
 import selectors
 import shlex
 import subprocess
+import tarfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,31 @@ class Result:
         if self.rc not in set(codes):
             raise CommandError(node, self.command, self.rc, self.stdout, self.stderr)
         return self
+
+
+def put_files(transport: Transport, files: Sequence[tuple[str, bytes, int]]) -> None:
+    """Write every file (path, content, mode): in one round trip where the transport can
+    (``put_files``), else one ``put`` each."""
+    many = getattr(transport, "put_files", None)
+    if many is not None:
+        many(files)
+        return
+    for path, data, mode in files:
+        transport.put(path, data, mode)
+
+
+def tar_of(files: Sequence[tuple[str, bytes, int]]) -> bytes:
+    """The files as a tar archive rooted at /, owned by root, each with its mode."""
+    buf = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path, data, mode in files:
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), mode, now
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 class Stream(Protocol):
@@ -269,6 +296,33 @@ class FabricTransport:
         except Exception as e:  # noqa: BLE001 - sftp's errors are IOError or SSHException
             self.close()
             raise TransportError(f"cannot write {path} on {self.alias}: {e}") from None
+
+    def put_files(self, files: Sequence[tuple[str, bytes, int]]) -> None:
+        """Every file in one exec: a tar archive on tar's standard input, where a put each
+        costs five round trips (mkdir, SFTP open, write, close, chmod): provisioning a
+        master was ~40 of them."""
+        if not files:
+            return
+        archive = tar_of(files)
+        conn = self._open()
+        what = ", ".join(p for p, _, _ in files)
+        try:
+            chan = conn.client.get_transport().open_session()
+            try:
+                # As root, tar keeps the archive's owner and modes; it makes missing folders.
+                chan.exec_command("tar -x -f - -C /")
+                chan.sendall(archive)
+                chan.shutdown_write()
+                err = chan.makefile_stderr("rb").read().decode(errors="replace")
+                rc = chan.recv_exit_status()
+            finally:
+                chan.close()
+        except Exception as e:  # noqa: BLE001 - paramiko's errors: the connection broke
+            self.close()
+            raise TransportError(f"cannot write {what} on {self.alias}: {e}") from None
+        if rc != 0:
+            raise TransportError(f"cannot write {what} on {self.alias}: tar said "
+                                 f"{err.strip() or f'exit {rc}'}")
 
     def close(self) -> None:
         if self._conn is not None:

@@ -355,12 +355,12 @@ class Watch:
         when a node went down while it was being asked (a command in flight there never
         returns), or when it took far longer than the one before."""
         t0 = time.monotonic()
-        before = _states(lab)
+        before = status.provider_states(lab)
         while asker.is_alive():
             asker.join(0.5)
             if not asker.is_alive():
                 break
-            now = _states(lab)
+            now = status.provider_states(lab)
             gone = [n for n, st in now.items() if st in observe.DOWN_STATES
                     and before.get(n) not in observe.DOWN_STATES]
             if gone:
@@ -515,17 +515,6 @@ class Watch:
 def _sibling(lab: Lab) -> Lab:
     """Another Lab object of the same lab: its own provider handle and connections."""
     return Lab(lab.topo, lab.state.dir.parent.parent, lab.provider.name)
-
-
-def _states(lab: Lab) -> dict[str, str]:
-    """Every node's state as the provider tells it (no SSH: it cannot hang on a node)."""
-    out = {}
-    for n in lab.topo.nodes:
-        try:
-            out[n.name] = lab.provider.node_state(n.name)
-        except Exception:  # noqa: BLE001 - a provider that cannot tell says nothing new
-            out[n.name] = "unknown"
-    return out
 
 
 def _close(lab: Lab) -> None:

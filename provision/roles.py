@@ -15,7 +15,9 @@ from pathlib import Path
 from lab.errors import HalabError
 from lab.node import Node
 from lab.services import Unit
+from lab.timings import span
 from lab.topology import Role, Topology
+from lab.wait import until
 from provision import names, render
 from provision.pki import LabPki
 
@@ -76,11 +78,18 @@ class File:
 
 @dataclass
 class Service:
-    """A daemon of a role, with its files and the command that validates them."""
+    """A daemon of a role, with its files, the command that validates them and the TCP
+    ports it listens on once it is ready."""
 
     unit: Unit
     files: list[File]
     validate: str | None = None
+    ports: tuple[int, ...] = ()
+
+
+# How long a daemon that runs may take to listen: nginx and HAProxy bind in milliseconds,
+# a loaded machine or an emulated VM makes it a second or two.
+LISTEN_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -101,7 +110,7 @@ def loadbalancer(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
         # Not `-q`: it silences HAProxy's ALERTs too, which are what a failure must show.
         Service(haproxy_unit(topo),
                 [File(render.HAPROXY_CFG, render.haproxy_cfg(topo))],
-                f"haproxy -c -f {render.HAPROXY_CFG}"),
+                f"haproxy -c -f {render.HAPROXY_CFG}", tuple(sorted(names.PORTS.values()))),
         # Before keepalived: its track file says whether HAProxy serves when keepalived starts.
         *([Service(HAPROXY_WATCH, [File(names.HAPROXY_WATCH_SH, render.haproxy_watch_sh(topo),
                                         0o755)], f"sh -n {names.HAPROXY_WATCH_SH}")]
@@ -127,7 +136,7 @@ def control_plane(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
         File(f"{render.PKI_DIR}/apiserver.crt", crt),
         File(f"{render.PKI_DIR}/apiserver.key", key, 0o600),
         File(render.APISERVER_CONF, render.apiserver_conf(topo, node.spec)),
-    ], f"nginx -t -q -c {render.APISERVER_CONF}")]
+    ], f"nginx -t -q -c {render.APISERVER_CONF}", (names.API_PORT,))]
 
 
 def ingress(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
@@ -136,7 +145,8 @@ def ingress(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
         File(f"{render.PKI_DIR}/ingress.crt", crt),
         File(f"{render.PKI_DIR}/ingress.key", key, 0o600),
         File(render.INGRESS_CONF, render.ingress_conf(topo, node.spec)),
-    ], f"nginx -t -q -c {render.INGRESS_CONF}")]
+    ], f"nginx -t -q -c {render.INGRESS_CONF}", (names.PORTS[names.HTTP_PROXY],
+                                                names.PORTS[names.INGRESS_PROXY]))]
 
 
 ROLES: dict[Role, Callable[[Topology, Node, LabPki], list[Service]]] = {
@@ -168,31 +178,66 @@ def keep_copy(rendered: Path, svc: Service) -> None:
         dest.write_bytes(f.content.encode() if isinstance(f.content, str) else f.content)
 
 
-def apply(topo: Topology, node: Node, pki: LabPki, rendered: Path | None = None) -> Change:
-    """Bring one node to its roles' desired state."""
+def wait_listening(node: Node, ports: list[tuple[str, int]]) -> None:
+    """Until every daemon accepts connections on its ports ((unit, port) pairs). A daemon
+    runs (its process exists) before it listens: HAProxy's first check of a master comes
+    as soon as HAProxy starts, and one refused check marks a fresh server DOWN for rise x
+    inter (4 s with the guide's checks)."""
+    if not ports:
+        return
+    # One round trip for every port: exit 0 only when each has a listening socket.
+    test = " && ".join(f'[ -n "$(ss -Hltn "sport = :{p}")" ]' for _, p in ports)
+    units = sorted({u for u, _ in ports})
+    try:
+        until(f"{', '.join(units)} to listen on {node.name}", lambda: node.run(test).ok,
+              timeout=LISTEN_TIMEOUT_S, interval=0.05)
+    except HalabError as e:
+        where = ", ".join(f"{u} :{p}" for u, p in ports)
+        raise HalabError(
+            f"{node.name}: the daemons run but do not all listen ({where}): {e}. Their logs "
+            f"say why: on the embedded lab in .halab/<name>/nodes/{node.name}/logs/, on a "
+            "VM `journalctl -u UNIT`.") from None
+
+
+def apply(topo: Topology, node: Node, pki: LabPki, rendered: Path | None = None,
+          before_start: Callable[[], None] = lambda: None) -> Change:
+    """Bring one node to its roles' desired state. Files are written and validated first;
+    ``before_start`` is called once before the first daemon is started or restarted
+    (a load balancer waits there for the masters it will check)."""
     change = Change(node.name)
-    for svc in services_for(topo, node, pki):
-        if rendered is not None:
-            keep_copy(rendered, svc)
-        written = node.put_many((f.path, f.content, f.mode) for f in svc.files)
-        if node.services.install(svc.unit):
-            written.append(f"(unit {svc.unit.name})")
-        change.changed_files += written
-        touched = bool(written)
-        running = node.services.status(svc.unit.name).active
-        if running and not touched:
-            continue
-        if svc.validate:
-            r = node.run(svc.validate)
-            if not r.ok:
-                raise HalabError(
-                    f"{node.name}: {svc.unit.name}'s configuration is invalid; `{svc.validate}` "
-                    f"said:\n{(r.stderr or r.stdout).strip()}\nThe daemon was left as it was. "
-                    "Fix the setting in lab.yaml (or the template) and provision again.")
-        if not running:
-            node.services.start(svc.unit.name)
-            change.started.append(svc.unit.name)
-        else:
-            node.services.restart(svc.unit.name)
-            change.restarted.append(svc.unit.name)
+    todo: list[tuple[Service, bool]] = []  # (service, running) that need a (re)start
+    with span(f"{node.name}: files written and validated"):
+        for svc in services_for(topo, node, pki):
+            if rendered is not None:
+                keep_copy(rendered, svc)
+            written = node.put_many((f.path, f.content, f.mode) for f in svc.files)
+            if node.services.install(svc.unit):
+                written.append(f"(unit {svc.unit.name})")
+            change.changed_files += written
+            running = node.services.status(svc.unit.name).active
+            if running and not written:
+                continue
+            if svc.validate:
+                r = node.run(svc.validate)
+                if not r.ok:
+                    raise HalabError(
+                        f"{node.name}: {svc.unit.name}'s configuration is invalid; "
+                        f"`{svc.validate}` said:\n{(r.stderr or r.stdout).strip()}\nThe "
+                        "daemon was left as it was. Fix the setting in lab.yaml (or the "
+                        "template) and provision again.")
+            todo.append((svc, running))
+    if todo:
+        before_start()
+    with span(f"{node.name}: {', '.join(svc.unit.name for svc, _ in todo) or 'nothing'} "
+              "started and listening"):
+        # In the roles' order, each started as soon as the one before runs (as systemd
+        # does); then every port they listen on, in one wait.
+        for svc, running in todo:
+            if not running:
+                node.services.start(svc.unit.name)
+                change.started.append(svc.unit.name)
+            else:
+                node.services.restart(svc.unit.name)
+                change.restarted.append(svc.unit.name)
+        wait_listening(node, [(svc.unit.name, p) for svc, _ in todo for p in svc.ports])
     return change

@@ -24,7 +24,9 @@ from lab.measure import Verdict
 from lab.providers.netns import netns_list
 from lab.providers.netns.services import pid_ns, processes_in
 
-pytestmark = [pytest.mark.needs_lab, pytest.mark.slow]
+# One worker for the whole file under pytest-xdist: its tests share one class (`room`),
+# whose learners' names are the machine's namespace prefixes.
+pytestmark = [pytest.mark.needs_lab, pytest.mark.slow, pytest.mark.xdist_group("classroom")]
 ROOT = Path(__file__).resolve().parents[1]
 STEM = "pyclass"
 N = 3

@@ -10,6 +10,7 @@ the test breaks the lab through the session's.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -433,7 +434,9 @@ def test_halab_watch_and_graph_live_say_what_broke(steady, lab_file, tmp_path):
 
 
 # -- at a terminal: 80x24, as over SSH -----------------------------------------------------------
-TMUX = "halab-watch-test"  # a tmux server of this test's own (-L): nobody else's sessions
+# A tmux server of this test's own (-L): nobody else's sessions, nor another run's (two
+# suites, or two pytest-xdist workers, on one machine).
+TMUX = f"halab-watch-test-{os.getpid()}"
 
 
 def _tmux(*args: str) -> str:

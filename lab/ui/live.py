@@ -85,19 +85,46 @@ class Live:
             self._reconnect |= names
 
     # -- the askers ------------------------------------------------------------------------
+    def _gather(self, lab: Lab) -> tuple[status.LabStatus | None, str | None]:
+        """One status round, given up when a node went down while it was being asked: a
+        command in flight to a node that froze or crashed never returns (no RST comes; the
+        round would wait for its 60 s timeout, the page saying "no status" meanwhile). Its
+        connections are closed, and the next round asks on a Lab object of its own (as
+        `halab watch` does), while the stuck one ends on its closed connections."""
+        result: list[tuple[status.LabStatus | None, str | None]] = []
+
+        def ask() -> None:
+            try:
+                result.append((status.gather(lab), None))
+            except Exception as e:  # noqa: BLE001 - gather reports per node; a bug's net
+                result.append((None, f"lab.status.gather failed: {_why(e)}"))
+
+        before = status.provider_states(lab)
+        asker = threading.Thread(target=ask, name="halab-ui-ask", daemon=True)
+        asker.start()
+        while asker.is_alive():
+            asker.join(0.25)
+            if not asker.is_alive():
+                break
+            gone = [n for n, st in status.provider_states(lab).items()
+                    if st in observe.DOWN_STATES and before.get(n) not in observe.DOWN_STATES]
+            if gone:
+                for node in lab.nodes.values():
+                    node.transport.close()
+                self._status_lab = Lab(lab.topo, lab.state.dir.parent.parent, self.provider)
+                return None, (f"{', '.join(gone)} went down while the lab was being asked; "
+                              "asking again on new connections")
+        return result[0] if result else (None, "the status round ended with no answer")
+
     def _status_loop(self) -> None:
-        lab = self._status_lab
         while not self._stop.is_set():
+            lab = self._status_lab
             with self._lock:
                 fresh, self._reconnect = self._reconnect, set()
             for name in fresh:
                 lab.node(name).close()
             t0 = time.monotonic()
-            error = None
-            try:
-                st: status.LabStatus | None = status.gather(lab)
-            except Exception as e:  # noqa: BLE001 - gather reports per node; a bug's net
-                st, error = None, f"lab.status.gather failed: {_why(e)}"
+            st, error = self._gather(lab)
             took = time.monotonic() - t0
             active, ex_error = self._exercise_state()
             with self._lock:

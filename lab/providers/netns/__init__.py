@@ -18,8 +18,10 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from lab.providers.base import Progress, Provider, _quiet
 from lab.providers.netns.services import NetnsServices, pid_ns, processes_in
 from lab.services import Unit
 from lab.system import require_root, require_tools, sh
+from lab.timings import span
 from lab.topology import SWITCH_BRIDGE, Role, switch_port
 from lab.transport import LocalTransport, SshHost, write_ssh_config
 from lab.wait import until
@@ -96,6 +99,16 @@ def remove_netns(ns: str) -> None:
     subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+def each(fn: Callable[[str], object], names: Sequence[str]) -> None:
+    """``fn`` for every name at once, one thread each: a node's boot and its sshd are mostly
+    waiting (fork, exec, mounts), so the lab's nodes overlap. The first error is raised."""
+    if not names:
+        return
+    with ThreadPoolExecutor(len(names), thread_name_prefix="netns") as pool:
+        for _ in pool.map(fn, names):
+            pass
+
+
 def mac_for(address: str) -> str:
     """A stable, locally administered MAC from the IPv4 address: readable in `ip neigh`."""
     return "02:42:" + ":".join(f"{int(o):02x}" for o in address.split("."))
@@ -106,6 +119,8 @@ class NetnsProvider(Provider):
     # A split brain's heal may leave the client's ARP entry on the other LB until it
     # expires (lab.timing.arp_after_heal, 53 s with Linux's defaults).
     settle_s = 90.0
+    # state.json is read, changed and written whole: nodes booting side by side take turns.
+    _record_lock = threading.Lock()
 
     # -- names -----------------------------------------------------------------------------
     def ns(self, node: str) -> str:
@@ -135,9 +150,10 @@ class NetnsProvider(Provider):
         return pid if same_net and b"tini" in cmd else None
 
     def _record_node(self, node: str, **fields: object) -> None:
-        data = self.state.read()
-        data.setdefault("nodes", {}).setdefault(node, {}).update(fields)
-        self.state.write(data)
+        with self._record_lock:
+            data = self.state.read()
+            data.setdefault("nodes", {}).setdefault(node, {}).update(fields)
+            self.state.write(data)
 
     # -- prerequisites ---------------------------------------------------------------------
     def check(self) -> None:
@@ -197,37 +213,51 @@ class NetnsProvider(Provider):
         add_netns(ns)
 
     def _build(self, progress: Progress) -> None:
-        key = self.state.ensure_key()
+        with span("keys: the lab's SSH key"):
+            key = self.state.ensure_key()
         (self.state.dir / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
         progress("switch: bridge")
-        self._add_ns(self.switch)
-        sh(["ip", "-n", self.switch, "link", "add", BRIDGE, "type", "bridge"])
-        sh(["ip", "-n", self.switch, "link", "set", BRIDGE, "up"])
+        with span("namespaces, links and addresses (every node)"):
+            self._add_ns(self.switch)
+            sh(["ip", "-n", self.switch, "link", "add", BRIDGE, "type", "bridge"])
+            sh(["ip", "-n", self.switch, "link", "set", BRIDGE, "up"])
+            iface, plen = self.topo.network.interface, self.topo.prefixlen
+            for n in self.topo.nodes:
+                progress(f"{n.name}: namespaces and link")
+                ns = self.ns(n.name)
+                self._add_ns(ns)
+                sh(["ip", "link", "add", iface, "address", mac_for(str(n.address)), "netns",
+                    ns, "type", "veth", "peer", "name", self.port(n.name), "netns",
+                    self.switch])
+                sh(["ip", "-n", self.switch, "link", "set", self.port(n.name), "master",
+                    BRIDGE, "up"])
+                sh(["ip", "-n", ns, "addr", "add", f"{n.address}/{plen}", "dev", iface])
+                sh(["ip", "-n", ns, "link", "set", iface, "up"])
         hosts = "".join(f"{n.address} {n.name}\n" for n in self.topo.nodes)
-        iface, plen = self.topo.network.interface, self.topo.prefixlen
-        for n in self.topo.nodes:
-            progress(f"{n.name}: namespaces and link")
-            ns = self.ns(n.name)
-            self._add_ns(ns)
-            sh(["ip", "link", "add", iface, "address", mac_for(str(n.address)), "netns", ns,
-                "type", "veth", "peer", "name", self.port(n.name), "netns", self.switch])
-            sh(["ip", "-n", self.switch, "link", "set", self.port(n.name), "master", BRIDGE,
-                "up"])
-            sh(["ip", "-n", ns, "addr", "add", f"{n.address}/{plen}", "dev", iface])
-            sh(["ip", "-n", ns, "link", "set", iface, "up"])
-            if Role.CLIENT in n.roles:
-                continue
-            disk = self.disk(n.name)
+        machines = [n.name for n in self._machines()]
+
+        def disk_and_sshd(name: str) -> None:
+            disk = self.disk(name)
             disk.mkdir(parents=True, exist_ok=True)
             (disk / "hosts").write_text(hosts)
-            self._write_sshd(n.name, str(n.address))
-        for n in self._machines():
-            progress(f"{n.name}: boot")
-            self._boot(n.name)
+            self._write_sshd(name, str(self.topo.node(name).address))
+
+        with span("host keys and sshd configs (every node)"):
+            each(disk_and_sshd, machines)
         self._write_ssh_config()
-        for n in self._machines():
-            progress(f"{n.name}: waiting for sshd")
-            self._wait_ssh(str(n.address), n.name)
+
+        def boot(name: str) -> None:
+            progress(f"{name}: boot")
+            with span(f"boot {name}"):
+                # sshd only: provisioning, next, starts every daemon in the order the lab
+                # needs (masters listening before the load balancers start), which a disk
+                # kept from an earlier run would otherwise start all at once.
+                self._boot(name, units=False)
+            progress(f"{name}: waiting for sshd")
+            with span(f"sshd on {name} answers"):
+                self._wait_ssh(str(self.topo.node(name).address), name)
+
+        each(boot, machines)
 
     def _machines(self) -> list:
         return [n for n in self.topo.nodes if Role.CLIENT not in n.roles]
@@ -253,8 +283,9 @@ class NetnsProvider(Provider):
             "Subsystem sftp /usr/lib/openssh/sftp-server\n"
         )
 
-    def _boot(self, node: str) -> None:
-        """Start the node's PID 1 in fresh PID/mount/UTS/IPC namespaces, then its daemons."""
+    def _boot(self, node: str, units: bool = True) -> None:
+        """Start the node's PID 1 in fresh PID/mount/UTS/IPC namespaces, then sshd and (with
+        ``units``) every other daemon installed on it, as a machine's boot does."""
         logs = self.state.logs(node)
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "init.log", "ab") as log:
@@ -284,7 +315,8 @@ class NetnsProvider(Provider):
                                  str(self.state.node_dir(node) / "sshd_config")),
                          "OpenBSD Secure Shell server", ("/run/sshd",)))
         # Like systemd at boot: every enabled unit, sshd first so the node can be reached.
-        for name in [names.SSH_UNIT, *[u for u in svc.installed() if u != names.SSH_UNIT]]:
+        for name in [names.SSH_UNIT,
+                     *[u for u in svc.installed() if u != names.SSH_UNIT and units]]:
             svc.start(name)
 
     def _wait_ssh(self, address: str, node: str) -> None:
@@ -380,10 +412,17 @@ class NetnsProvider(Provider):
         ns = pid_ns(init) if init else None
         if ns is None:
             raise LabStateError(f"{name} is not running")
-        pids = list(processes_in(ns).values())
-        for hostpid in pids:
-            os.kill(hostpid, sig)
-        return pids
+        signalled = []
+        for hostpid in processes_in(ns).values():
+            try:
+                os.kill(hostpid, sig)
+            except ProcessLookupError:
+                # Gone between the listing and the signal (a check script, an SSH session
+                # ending): nothing left of it to stop or continue. Seen under a parallel
+                # suite, where the moment between the two is longer.
+                continue
+            signalled.append(hostpid)
+        return signalled
 
     def _until_stopped(self, name: str, pids: list[int], stopped: bool) -> None:
         """A signal takes effect when its process next runs: until then a "frozen" node
