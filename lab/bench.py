@@ -271,8 +271,10 @@ def bring_up(lab: Lab, note: Note) -> dict[str, float]:
 
 
 def wait_span(topo: Topology) -> float:
-    """The random wait's range: one advert interval or one check interval, the longer."""
-    return float(max(topo.keepalived.advert_int, topo.keepalived.check.interval))
+    """The random wait's range: one advert interval or one check interval, the longer (a
+    lab told of HAProxy's exit by the watcher has no check interval to be in step with)."""
+    check = topo.keepalived.check
+    return float(max(topo.keepalived.advert_int, check.interval if check else 0))
 
 
 def run_scenario(lab: Lab, sc: Scenario, reps: int, rng: random.Random,

@@ -96,6 +96,13 @@ def handover_gap(adverts: list[Advert], arps: list[Arp], *, src: str, mac: str, 
     return None if end is None else (start, end)
 
 
+def in_gap(r: Record, gap: tuple[float, float] | None) -> bool:
+    """A refused or cut probe in flight within a handover gap: excused, wherever a
+    preemption is judged (the failover test, a chaos scenario's rollback)."""
+    return (gap is not None and not r.ok and r.stage in ("connect", "exchange")
+            and r.t <= gap[1] and r.t + r.latency >= gap[0])
+
+
 def measure(tl: Timeline, fault_at: float, *, kind: str = "api", until: float | None = None,
             to: str | None = None, excuse: tuple[float, float] | None = None) -> Figures:
     """The figures of the span from ``fault_at`` to ``until`` (default: the end of the
@@ -120,8 +127,7 @@ def measure(tl: Timeline, fault_at: float, *, kind: str = "api", until: float | 
     unknown = tuple(f"{h.lb} at t={h.t - fault_at:+.2f} s: {h.why or 'could not be asked'}"
                     for h in tl.unknown_holdings(fault_at) if h.t <= end)
     errors = tuple(dict.fromkeys(r.error for r in bad))[:5]
-    excused = [r for r in bad if excuse is not None and r.stage in ("connect", "exchange")
-               and r.t <= excuse[1] and r.t + r.latency >= excuse[0]]
+    excused = [r for r in bad if in_gap(r, excuse)]
     counted = [r for r in bad if r not in excused]
     return Figures(
         kind=kind, fault_at=fault_at, until=end, outage_s=outage, recovered=recovered,

@@ -19,6 +19,7 @@ from lab.lab import Lab
 from lab.probes import Timeline, compute_outages
 from lab.topology import Topology
 from lab.wait import until
+from lab.wire import VrrpCapture
 from provision import names
 
 # Probes before the first fault and after the lab is steady again: what "normal" looks like.
@@ -267,7 +268,8 @@ def run_scenario(lab: Lab, scenario: Scenario, index: int = 0,
     kept = measure.cadence(capture.adverts, lab.topo.keepalived.advert_int) \
         if capture is not None else None
     run.cadence_s = round(kept.measured_s, 3) if kept is not None else None
-    judge_outages(run, scenario, lab.topo, tl, t_fault, t_rb, t_end, player.rel, kept)
+    judge_outages(run, scenario, lab.topo, tl, t_fault, t_rb, t_end, player.rel, kept,
+                  _handover_gap(lab, capture, t_rb))
     run.after = check_hypothesis(lab, scenario)
     run.problems += [f"steady state after: {c.label}: {c.detail}"
                      for c in run.after if not c.ok]
@@ -291,10 +293,25 @@ def outcome(steps: list[StepResult], problems: list[str],
     return "inconclusive" if inconclusive else "passed"
 
 
+def _handover_gap(lab: Lab, capture: VrrpCapture | None,
+                  since: float) -> tuple[float, float] | None:
+    """The MASTER LB's preemption in the rollbacks, as the wire shows it (measure's handover
+    gap), or None: no wire, no preemption, or its MAC could not be read."""
+    if capture is None:
+        return None
+    m = lab.topo.master_lb
+    try:
+        mac = observe.lab_mac(lab, m.name)
+    except HalabError:
+        return None
+    return measure.handover_gap(capture.adverts, capture.arps, src=str(m.address), mac=mac,
+                                vip=lab.vip, after=since)
+
+
 def judge_outages(run: Run, scenario: Scenario, topo: Topology, tl: Timeline,
                   t_fault: float | None, t_rb: float, t_end: float,
-                  rel: Callable[[float], float], cadence: measure.Cadence | None = None
-                  ) -> None:
+                  rel: Callable[[float], float], cadence: measure.Cadence | None = None,
+                  gap: tuple[float, float] | None = None) -> None:
     """The outage the client saw, by kind, held against the scenario's expectations
     through lab.measure: during the method, from the first fault to the first good probe
     after the last failure (or the failure windows added up, for a method whose outage
@@ -302,17 +319,20 @@ def judge_outages(run: Run, scenario: Scenario, topo: Topology, tl: Timeline,
     client must have been served again before the rollbacks began (else the method's
     outage is still going on when the rollbacks cut it short) and after them. On a lab that
     did not keep its own timers (``cadence``), a bound exceeded is inconclusive, not a
-    failure; a client never served again fails whatever the timers."""
+    failure; a client never served again fails whatever the timers. ``gap``: the
+    rollbacks' preemption's handover gap, whose refused or cut probes are excused, as the
+    failover test's preemption excuses them."""
     if t_fault is None:
         return
     method = {kind: measure.measure(tl, t_fault, kind=kind, until=t_rb) for kind in PROBE_KINDS}
-    back = {kind: measure.measure(tl, t_rb, kind=kind, until=t_end) for kind in PROBE_KINDS}
+    back = {kind: measure.measure(tl, t_rb, kind=kind, until=t_end, excuse=gap)
+            for kind in PROBE_KINDS}
     for kind in PROBE_KINDS:
         run.outages[kind] = round(method[kind].outage_s, 3)
         during = [r for r in tl.of(kind) if t_fault <= r.t < t_rb]
         run.outages[f"{kind} (windows)"] = round(
             sum(o.seconds for o in compute_outages(during)), 3)
-        after = [r for r in tl.of(kind) if t_rb <= r.t < t_end]
+        after = [r for r in tl.of(kind) if t_rb <= r.t < t_end and not measure.in_gap(r, gap)]
         run.outages[f"{kind} (rollback)"] = round(
             sum(o.seconds for o in compute_outages(after)), 3)
     for phase, expectations, figs, t_from in (

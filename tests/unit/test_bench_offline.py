@@ -285,3 +285,13 @@ def test_plot_time_axis_is_logarithmic():
     step = w1 - w01
     assert step > 0
     assert w10x - w1 == pytest.approx(step * 1.4771, rel=1e-3)  # log10(30)
+
+
+def test_the_random_wait_spans_an_advert_or_a_check_whichever_is_longer():
+    from lab import topology
+
+    root = Path(__file__).resolve().parents[2]
+    assert bench.wait_span(topology.load(root / "lab.yaml")) == 2.0  # the seed's check
+    assert bench.wait_span(topology.load(root / "lab.yaml", profile="kubeadm-guide")) == 3.0
+    # fast: no vrrp_script (the watcher tells keepalived), so one advert interval.
+    assert bench.wait_span(topology.load(root / "lab.yaml", profile="fast")) == 0.1

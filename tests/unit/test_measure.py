@@ -438,3 +438,25 @@ def test_a_vip_never_seen_moving_is_inconclusive_only_on_a_lab_that_lost_its_tim
     assert measure.judge(fig, cadence=kept).status == "failed"
     assert measure.judge(fig).status == "failed"
     assert measure.judge(fig, cadence=slow).status == "inconclusive"
+
+
+def test_a_rollback_preemptions_handover_gap_is_excused_as_in_the_failover_test(default_topo):
+    """A probe cut in flight while the VIP changes hands back (the wire's handover gap) is
+    not the rollback's outage; the same cut outside the gap still fails the scenario."""
+    sc = scenario.load_all(names=["haproxy-kill"])[0]
+    pattern = "...." + "x" * 60 + "." * 60 + "x" + "." * 40  # the cut at t = 6.2 s
+    holders = {"lb01": "1" * 4 + "0" * 120 + "1" * 41, "lb02": "0" * 20 + "1" * 104 + "0" * 41}
+    t_fault, t_rb = 0.2, 5.0
+    excused = runner.Run(1, sc.name, sc.title)
+    tl = _tl(pattern, stage="exchange", holders=holders)
+    runner.judge_outages(excused, sc, default_topo, tl, t_fault, t_rb, tl.ended,
+                         lambda t: t, gap=(6.19, 6.23))
+    # (The scenario also expects tcp probes, which this timeline has none of: unknown.)
+    assert not [p for p in excused.problems if p.startswith("api")], excused.problems
+    assert excused.outages["api (rollback)"] == 0.0
+    elsewhere = runner.Run(1, sc.name, sc.title)
+    runner.judge_outages(elsewhere, sc, default_topo, _tl(pattern, stage="exchange",
+                                                            holders=holders),
+                         t_fault, t_rb, tl.ended, lambda t: t, gap=(7.0, 7.04))
+    assert any(p.startswith("api") and "rollback" in p for p in elsewhere.problems), \
+        elsewhere.problems
