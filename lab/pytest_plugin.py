@@ -2,7 +2,7 @@
 
 A thin layer over ``lab.Lab``: everything here also works without pytest.
 
-Under pytest-xdist (`pytest -n 3`) every worker has a lab of its own: the lab file given
+Under pytest-xdist (`pytest -n 2`) every worker has a lab of its own: the lab file given
 with `--lab-file`, renamed for the worker (`halab` -> `halabgw0`, ...) and written to
 `.halab/_xdist/<name>.yaml` beside it, so that its namespaces, state folder and logs carry
 the worker's name and `halab clean -f .halab/_xdist/halabgw0.yaml` finds them. The suite
