@@ -75,6 +75,10 @@ class ServiceManager(Protocol):
 
     def installed(self) -> list[str]: ...
 
+    def uninstall(self, name: str) -> None:
+        """Stop the unit and remove it: what a node's roles no longer run."""
+        ...
+
     def start(self, name: str) -> float | None:
         """Start the daemon; where the node's clock tells when it started better than the
         harness's (an SSH round trip away), that moment on this host's monotonic clock."""

@@ -98,10 +98,11 @@ class Change:
     changed_files: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.changed_files or self.restarted or self.started)
+        return bool(self.changed_files or self.restarted or self.started or self.removed)
 
 
 def loadbalancer(topo: Topology, node: Node, pki: LabPki) -> list[Service]:
@@ -206,8 +207,16 @@ def apply(topo: Topology, node: Node, pki: LabPki, rendered: Path | None = None,
     (a load balancer waits there for the masters it will check)."""
     change = Change(node.name)
     todo: list[tuple[Service, bool]] = []  # (service, running) that need a (re)start
+    services = services_for(topo, node, pki)
+    # A unit of an earlier provisioning that this one's roles no longer have (a node's disk
+    # outlives `halab down`: the fast profile's haproxy-watch on a lab brought up again with
+    # the seed's) is stopped and removed, or the lab would never be steady.
+    wanted = {svc.unit.name for svc in services} | {names.SSH_UNIT}
+    for stale in sorted(set(node.services.installed()) - wanted):
+        node.services.uninstall(stale)
+        change.removed.append(stale)
     with span(f"{node.name}: files written and validated"):
-        for svc in services_for(topo, node, pki):
+        for svc in services:
             if rendered is not None:
                 keep_copy(rendered, svc)
             written = node.put_many((f.path, f.content, f.mode) for f in svc.files)

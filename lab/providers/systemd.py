@@ -42,6 +42,10 @@ class SystemdServices:
         self._run("systemctl daemon-reload && systemctl enable --quiet %s", unit.name)
         return True
 
+    def uninstall(self, name: str) -> None:
+        self._run("systemctl disable --now --quiet %s; rm -f %s %s; systemctl daemon-reload",
+                  name, f"/etc/systemd/system/{name}.service", f"{UNITS_DIR}/{name}.json")
+
     def installed(self) -> list[str]:
         out = self._run("ls %s 2>/dev/null || true", UNITS_DIR).stdout
         return sorted(f.removesuffix(".json") for f in out.split() if f.endswith(".json"))

@@ -74,6 +74,11 @@ class FakeServices:
     def status(self, name: str) -> ServiceState:
         return ServiceState(name, name in self.running)
 
+    def uninstall(self, name: str) -> None:
+        self.log.append(f"uninstall {name}")
+        self.running.discard(name)
+        del self.units[name]
+
 
 @pytest.fixture
 def pki(tmp_path, default_topo):
@@ -143,3 +148,19 @@ def test_the_kubeadm_guide_profile_writes_its_check_script(pki):
     assert mode == 0o755
     assert b"curl --silent --max-time 2 --insecure https://localhost:6443/" in script
     assert b"https://192.168.0.203:6443/" in script
+
+
+def test_a_unit_the_roles_no_longer_have_is_removed(pki):
+    """The fast profile's watcher on a node brought up again with the seed's settings (a
+    node's disk outlives `halab down`) is stopped and removed; the lab could never be
+    steady with a unit installed that nothing starts."""
+    fast = topology.load(ROOT / "lab.yaml", profile="fast")
+    seed = topology.load(ROOT / "lab.yaml")
+    node, t, s = _node(fast, "lb01")
+    apply(fast, node, pki)
+    assert "haproxy-watch" in s.installed()
+    node.spec = seed.node("lb01")
+    change = apply(seed, node, pki)
+    assert "haproxy-watch" not in s.installed() and "uninstall haproxy-watch" in s.log
+    assert change.removed == ["haproxy-watch"]
+    assert set(s.installed()) == {"haproxy", "keepalived"}

@@ -153,6 +153,10 @@ class NetnsServices:
         d = self._root() / UNITS_DIR
         return sorted(p.stem for p in d.glob("*.json")) if d.exists() else []
 
+    def uninstall(self, name: str) -> None:
+        self.stop(name)
+        self._file(UNITS_DIR, name, ".json").unlink(missing_ok=True)
+
     def status(self, name: str) -> ServiceState:
         pid = self._host_pid(name)
         if pid is None:
