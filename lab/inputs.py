@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -33,6 +34,11 @@ BOX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 # -- how much of anything ----------------------------------------------------------------------
 # The default lab.yaml is ~1.5 KB and ~150 YAML values, a scenario less: these bounds are far
 # above any honest file and far below what hurts (time, memory, error size).
+# A folder halab writes into configs and command lines (the lab file's, where the state
+# folder, the nodes' disks and sshd's configs live; the checkout's, whose node-init.sh every
+# node runs): sshd_config and ssh_config split on blanks, `sh -c` on `;` and `$(`, libvirt's
+# XML on `<` and `&`. Refused before anything is built, rather than quoted in every place.
+PATH_CHARS = re.compile(r"/[A-Za-z0-9._+@,:=/-]*")
 MAX_FILE_BYTES = 64 * 1024
 MAX_YAML_VALUES = 10_000  # counted with every alias expanded
 MAX_YAML_DEPTH = 32
@@ -69,6 +75,19 @@ def matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
 
 
 # -- reading a file ----------------------------------------------------------------------------
+def check_folder(folder: Path, what: str, error: type[HalabError]) -> None:
+    """Refuse a folder whose path would change meaning in a config or a command line."""
+    text = str(folder)
+    if not PATH_CHARS.fullmatch(text):
+        bad = sorted({c for c in text if not PATH_CHARS.fullmatch("/" + c)})
+        shown = " ".join({" ": "a blank", "\n": "a newline"}.get(c, c) for c in bad)
+        raise error(
+            f"{what} {quote(text)} has characters halab does not write into configs and "
+            f"command lines ({shown}): its path reaches sshd's and ssh's configs, "
+            "`sh -c` and libvirt's XML. Move it to a path of letters, digits and ._+@,:=- "
+            "(e.g. /srv/halab) and run the command again. Nothing was built.")
+
+
 def decode(data: bytes, source: str, error: type[HalabError]) -> str:
     """UTF-8 text of a file, or ``error`` naming the byte that is not UTF-8."""
     if len(data) > MAX_FILE_BYTES:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from lab import topology
+from lab import inputs, topology
 from lab.claim import Claim
-from lab.errors import HalabError, LabStateError
+from lab.errors import HalabError, LabFileError, LabStateError, PrerequisiteError
 from lab.node import Node
 from lab.probes import Prober
 from lab.providers.base import Provider
@@ -23,6 +23,8 @@ from lab.timings import span
 from lab.topology import Role, Topology
 
 PROVIDERS = ("netns", "vagrant", "hosts")
+# The checkout (or installed package) halab runs from: the nodes run scripts from it.
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def provider_class(name: str) -> type[Provider]:
@@ -74,7 +76,10 @@ class Lab:
     def open(cls, lab_file: str | Path = topology.DEFAULT_LAB_FILE,
              provider: str | None = None) -> Lab:
         path = Path(lab_file)
-        return cls(topology.load(path), path.resolve().parent, provider, path)
+        topo = topology.load(path)
+        inputs.check_folder(path.resolve().parent, "the lab file's folder", LabFileError)
+        inputs.check_folder(CHECKOUT, "halab's own folder", PrerequisiteError)
+        return cls(topo, path.resolve().parent, provider, path)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self, progress: Callable[[str], None] | None = None) -> None:

@@ -394,3 +394,29 @@ def test_the_table_is_linked_from_the_safety_section():
     table = (ROOT / "docs" / "hostile-input.md").read_text()
     for this in ("tests/unit/test_hostile_input.py", "alias bomb", "not UTF-8", "client"):
         assert this in table
+
+
+# -- the lab file's folder and the checkout: paths written into configs and commands ------
+@pytest.mark.parametrize("folder", ["with space", "semi;colon", "dollar$(id)", "quote'd",
+                                    "back`tick", "amp&er", "lt<gt", "new\nline"])
+def test_a_folder_path_with_shell_or_config_metacharacters_is_refused_up_front(tmp_path, folder):
+    from lab.errors import LabFileError
+    from lab.lab import Lab
+
+    d = tmp_path / folder
+    d.mkdir()
+    (d / "lab.yaml").write_text((ROOT / "lab.yaml").read_text())
+    with pytest.raises(LabFileError) as e:
+        Lab.open(d / "lab.yaml")
+    msg = str(e.value)
+    assert "the lab file's folder" in msg and "Nothing was built" in msg
+    assert not (d / ".halab").exists()
+
+
+def test_an_ordinary_folder_path_is_accepted(tmp_path):
+    from lab.lab import Lab
+
+    d = tmp_path / "srv_halab-1.0+x"
+    d.mkdir()
+    (d / "lab.yaml").write_text((ROOT / "lab.yaml").read_text())
+    assert Lab.open(d / "lab.yaml").topo.name == "halab"
