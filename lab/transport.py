@@ -8,7 +8,9 @@ command line by line (the VIP watch). Quoting happens here and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import selectors
 import shlex
 import subprocess
@@ -142,6 +144,48 @@ def write_ssh_config(path: Path, known_hosts: Path, hosts: Sequence[SshHost]) ->
     atomic_write(path, ("\n\n".join(blocks) + "\n").encode(), 0o644)
 
 
+@functools.cache
+def _ending_proxy() -> type:
+    """paramiko's ProxyCommand, except that the proxy's exit ends the connection. paramiko
+    5.1's recv() loops for ever on the b"" a finished `nc` gives: every connection whose
+    proxy died (a node's sshd killed, a Ctrl-C, a lab taken down under it) kept a thread
+    spinning on a core, and a command begun on it waited out open_channel's hour (seen:
+    the parallel suite hung in faults.restore, three workers burning CPU on dead proxies).
+    Returning what was read, b"" at the end, is what a socket does: paramiko's packetizer
+    then raises EOFError and the transport closes."""
+    import select
+    import time
+
+    import paramiko
+
+    class EndingProxyCommand(paramiko.ProxyCommand):
+        def recv(self, size: int) -> bytes:
+            buffer = b""
+            start = time.time()
+            try:
+                while len(buffer) < size:
+                    wait = None
+                    if self.timeout is not None:
+                        wait = self.timeout - (time.time() - start)
+                        if wait <= 0:
+                            if buffer:
+                                return buffer
+                            raise TimeoutError()
+                    r, _, _ = select.select([self.process.stdout], [], [], wait)
+                    if r:
+                        chunk = os.read(self.process.stdout.fileno(), size - len(buffer))
+                        if not chunk:
+                            return buffer  # the proxy is gone: the end of the stream
+                        buffer += chunk
+                return buffer
+            except OSError as e:
+                if isinstance(e, TimeoutError):
+                    raise
+                raise paramiko.ProxyCommandFailure(" ".join(self.cmd), e.strerror) from None
+
+    return EndingProxyCommand
+
+
 def fabric_connection(alias: str, ssh_config: Path, connect_timeout: float = 10):  # noqa: ANN201
     """A (not yet opened) fabric.Connection to ``alias`` as the lab's ssh_config describes it,
     host key checking included (Fabric's own default accepts any key); fabric is imported
@@ -153,6 +197,15 @@ def fabric_connection(alias: str, ssh_config: Path, connect_timeout: float = 10)
     cfg.load_ssh_config()
     conn = Connection(alias, config=cfg, connect_timeout=connect_timeout,
                       connect_kwargs={"allow_agent": False, "look_for_keys": False})
+    if isinstance(conn.gateway, str):
+        command = conn.gateway
+
+        def open_gateway() -> object:  # Fabric's own, with a proxy whose exit ends it
+            cfg = paramiko.SSHConfig()
+            cfg.parse(io.StringIO(f"Host {conn.host}\n    ProxyCommand {command}"))
+            return _ending_proxy()(cfg.lookup(conn.host)["proxycommand"])
+
+        conn.open_gateway = open_gateway  # type: ignore[method-assign]
     if conn.ssh_config.get("stricthostkeychecking", "").lower() == "yes":
         # As `ssh -F` does with the same file: only the keys recorded there, none learnt.
         # (A lab made before halab recorded host keys says "no" and stays as it was.)

@@ -180,3 +180,22 @@ def test_testinfra_checks_the_host_key_too(tmp_path, sshd):
     (tmp_path / "pinned").mkdir()
     good = testinfra_host("node", _config(tmp_path / "pinned", port, _pub(host_key)))
     assert good.run("anything").stdout == "hello\n"
+
+
+def test_a_proxy_that_exited_ends_the_connection_instead_of_spinning():
+    """paramiko 5.1's ProxyCommand.recv loops for ever on a finished proxy's b"" (a core
+    busy per dead connection; a command on it waits open_channel's hour). Ours returns
+    the end of the stream at once, which paramiko turns into EOFError."""
+    import threading
+
+    from lab.transport import _ending_proxy
+
+    proxy = _ending_proxy()("printf abc")
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(proxy.recv(64)), daemon=True)
+    t.start()
+    t.join(5)
+    assert not t.is_alive(), "recv() still running on a proxy that exited"
+    assert got == [b"abc"]
+    assert proxy.recv(64) == b""  # and nothing after the end
+    proxy.close()
