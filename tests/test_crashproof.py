@@ -31,7 +31,8 @@ from lab.providers.netns import netns_list
 from lab.providers.netns.services import pid_ns, processes_in
 from lab.wait import until
 
-pytestmark = [pytest.mark.needs_lab, pytest.mark.crashproof]
+# One lab name (`scrash`) for every test here: one worker runs them, one after another.
+pytestmark = [pytest.mark.needs_lab, pytest.mark.crashproof, pytest.mark.xdist_group("crashproof")]
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "scrash"
 PREFIX = f"halab-{NAME}-"

@@ -18,7 +18,7 @@ from lab.claim import RUN_DIR
 from lab.providers.netns import netns_list
 from lab.state import LabState
 
-pytestmark = [pytest.mark.needs_lab]
+pytestmark = [pytest.mark.needs_lab, pytest.mark.xdist_group("trust")]  # one lab, ttrust
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "ttrust"
 PREFIX = f"halab-{NAME}-"
