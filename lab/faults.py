@@ -356,11 +356,12 @@ def check_nodes(name: str, topo: Topology, nodes: list[str]) -> list[str]:
     many as the fault takes, of its role, and never the client."""
     f = fault(name)
     if len(nodes) < f.min_nodes or (f.max_nodes is not None and len(nodes) > f.max_nodes):
-        raise HalabError(f"fault '{f.name}' takes {f.nodes}; got {len(nodes)} node(s): "
-                         f"{inputs.clip(' '.join(nodes), 200) or '(none)'}")
+        named = inputs.clip(" ".join(inputs.quote(n) for n in nodes), 200) or "(none)"
+        raise HalabError(f"fault '{f.name}' takes {f.nodes}; got {len(nodes)} node(s): {named}")
     twice = sorted({n for n in nodes if nodes.count(n) > 1})
     if twice:
-        raise HalabError(f"fault '{f.name}' names {', '.join(twice)} more than once; name each "
+        raise HalabError(f"fault '{f.name}' names {', '.join(inputs.quote(n) for n in twice)} "
+                         "more than once; name each "
                          "node once (a partition is between two different nodes)")
     for n in nodes:
         try:

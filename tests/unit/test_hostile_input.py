@@ -420,3 +420,14 @@ def test_an_ordinary_folder_path_is_accepted(tmp_path):
     d.mkdir()
     (d / "lab.yaml").write_text((ROOT / "lab.yaml").read_text())
     assert Lab.open(d / "lab.yaml").topo.name == "halab"
+
+
+def test_a_node_named_twice_with_a_newline_in_it_gets_a_one_line_error(default_topo):
+    """Found by the hypothesis property: the node names went into the message raw."""
+    from lab import faults
+    from lab.errors import HalabError
+
+    for nodes in (["a\nb", "a\nb"], ["x\ny"] * 5):
+        with pytest.raises(HalabError) as e:
+            faults.check_nodes("apiservers-down", default_topo, nodes)
+        assert "\n" not in str(e.value)
