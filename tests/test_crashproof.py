@@ -187,6 +187,15 @@ def _nodes_pin_no_netns(crash: Crash) -> None:
         assert pinned == [], f"{node} holds network namespaces by mount: {pinned[:3]}"
 
 
+def _interrupt(p: subprocess.Popen) -> tuple[str, float]:
+    """Ctrl-C to ``p``'s process group, as a terminal sends it; its stderr and how long it
+    took to end."""
+    os.killpg(p.pid, signal.SIGINT)
+    t = time.monotonic()
+    _, stderr = p.communicate(timeout=60)
+    return stderr, time.monotonic() - t
+
+
 def test_sigint_chaos_then_clean(crash, cleaned):
     """Ctrl-C while a chaos scenario has HAProxy killed on lb01: the run ends, its journal
     parses, and clean leaves nothing."""
@@ -199,10 +208,7 @@ def test_sigint_chaos_then_clean(crash, cleaned):
     try:
         _read_until(p, "method: kill")
         time.sleep(0.5)  # HAProxy dead, the VIP on its way to lb02
-        os.killpg(p.pid, signal.SIGINT)
-        t = time.monotonic()
-        _, stderr = p.communicate(timeout=60)
-        took = time.monotonic() - t
+        stderr, took = _interrupt(p)
     finally:
         _kill(p)
     assert p.returncode == 130 and "Traceback" not in stderr, f"exit {p.returncode}: {stderr}"
@@ -262,10 +268,7 @@ def test_sigint_up_then_clean(crash, cleaned):
         p = _spawn(crash, "up")
         try:
             time.sleep(delay)
-            os.killpg(p.pid, signal.SIGINT)
-            t = time.monotonic()
-            _, stderr = p.communicate(timeout=60)
-            took = time.monotonic() - t
+            stderr, took = _interrupt(p)
         finally:
             _kill(p)
         assert p.returncode == 130 and "Traceback" not in stderr, f"exit {p.returncode}: {stderr}"
