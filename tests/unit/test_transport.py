@@ -65,7 +65,9 @@ def sshd():
             t.add_server_key(host_key)
             try:
                 t.start_server(server=_Server())
-            except (paramiko.SSHException, EOFError):
+            except (paramiko.SSHException, EOFError, OSError):
+                # A client that refused our host key may reset the connection rather than
+                # close it; the next client must still be served.
                 pass
 
     threading.Thread(target=serve, daemon=True).start()
