@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -71,6 +72,10 @@ class ServiceManager(Protocol):
 
     def install(self, unit: Unit) -> bool:
         """Record the unit on the node and enable it at boot; True when it changed."""
+        ...
+
+    def install_many(self, units: Sequence[Unit]) -> list[str]:
+        """``install`` for every unit of a node at once; the names of those that changed."""
         ...
 
     def installed(self) -> list[str]: ...

@@ -216,11 +216,13 @@ def apply(topo: Topology, node: Node, pki: LabPki, rendered: Path | None = None,
         node.services.uninstall(stale)
         change.removed.append(stale)
     with span(f"{node.name}: files written and validated"):
+        # Every unit at once: on a VM each batch of units costs a systemd reload.
+        new_units = set(node.services.install_many([svc.unit for svc in services]))
         for svc in services:
             if rendered is not None:
                 keep_copy(rendered, svc)
             written = node.put_many((f.path, f.content, f.mode) for f in svc.files)
-            if node.services.install(svc.unit):
+            if svc.unit.name in new_units:
                 written.append(f"(unit {svc.unit.name})")
             change.changed_files += written
             running = node.services.status(svc.unit.name).active

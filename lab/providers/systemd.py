@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Sequence
 
 from lab.clock import NodeClock
 from lab.errors import HalabError
 from lab.services import ServiceState, Unit
-from lab.transport import Result, Transport, quote_command
+from lab.transport import Result, Transport, put_files, quote_command
 
 UNITS_DIR = "/etc/halab/units"
 
@@ -30,21 +31,39 @@ class SystemdServices:
         return r.expect(self.node) if check else r
 
     def install(self, unit: Unit) -> bool:
-        systemd_path = f"/etc/systemd/system/{unit.name}.service"
-        want = {systemd_path: unit.to_systemd(), f"{UNITS_DIR}/{unit.name}.json": unit.to_json()}
-        have = self._run("cat %s 2>/dev/null; echo; echo ---halab---; cat %s 2>/dev/null",
-                         systemd_path, f"{UNITS_DIR}/{unit.name}.json", check=False).stdout
-        current = have.split("\n---halab---\n")
-        if current == [want[systemd_path], want[f"{UNITS_DIR}/{unit.name}.json"]]:
-            return False
-        for path, text in want.items():
-            self.transport.put(path, text.encode(), 0o644)
-        self._run("systemctl daemon-reload && systemctl enable --quiet %s", unit.name)
-        return True
+        return bool(self.install_many([unit]))
+
+    def install_many(self, units: Sequence[Unit]) -> list[str]:
+        """Every unit of a node in three round trips, with one `daemon-reload`: under TCG a
+        reload runs systemd's generators for 3-8 s, and `systemctl enable` alone reloads
+        once more, so a unit each cost a load balancer 28 s of its 37 s provisioning."""
+        want: dict[str, tuple[str, str]] = {}
+        for unit in units:
+            want[unit.name] = (unit.to_systemd(), unit.to_json())
+        if not want:
+            return []
+        paths = [p for name in want for p in self._paths(name)]
+        have = self._run("; ".join(["cat %s 2>/dev/null; echo; echo ---halab---"] * len(paths)),
+                         *paths, check=False).stdout.split("\n---halab---\n")
+        changed = [name for i, (name, texts) in enumerate(want.items())
+                   if have[2 * i:2 * i + 2] != list(texts)]
+        if not changed:
+            return []
+        put_files(self.transport, [
+            (path, text.encode(), 0o644) for name in changed
+            for path, text in zip(self._paths(name), want[name], strict=True)])
+        # --no-reload: the one reload before it has loaded the units already.
+        self._run("systemctl daemon-reload && systemctl enable --no-reload --quiet"
+                  + " %s" * len(changed), *changed)
+        return changed
+
+    @staticmethod
+    def _paths(name: str) -> tuple[str, str]:
+        return f"/etc/systemd/system/{name}.service", f"{UNITS_DIR}/{name}.json"
 
     def uninstall(self, name: str) -> None:
         self._run("systemctl disable --now --quiet %s; rm -f %s %s; systemctl daemon-reload",
-                  name, f"/etc/systemd/system/{name}.service", f"{UNITS_DIR}/{name}.json")
+                  name, *self._paths(name))
 
     def installed(self) -> list[str]:
         out = self._run("ls %s 2>/dev/null || true", UNITS_DIR).stdout

@@ -55,6 +55,9 @@ class FakeServices:
         self.units[unit.name] = unit
         return changed
 
+    def install_many(self, units) -> list[str]:  # noqa: ANN001
+        return [u.name for u in units if self.install(u)]
+
     def installed(self) -> list[str]:
         return sorted(self.units)
 

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lab import inputs
@@ -148,6 +148,9 @@ class NetnsServices:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         return True
+
+    def install_many(self, units: Sequence[Unit]) -> list[str]:
+        return [unit.name for unit in units if self.install(unit)]
 
     def installed(self) -> list[str]:
         d = self._root() / UNITS_DIR
