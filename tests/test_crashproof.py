@@ -197,8 +197,8 @@ def _interrupt(p: subprocess.Popen) -> tuple[str, float]:
 
 
 def test_sigint_chaos_then_clean(crash, cleaned):
-    """Ctrl-C while a chaos scenario has HAProxy killed on lb01: the run ends, its journal
-    parses, and clean leaves nothing."""
+    """Ctrl-C while a chaos scenario has HAProxy killed on lb01: the run ends, its fault
+    undone (HAProxy runs again), its journal parses, and clean leaves nothing."""
     if _halab(crash, "status").returncode != 0:
         _up_fully(crash)
     _nodes_pin_no_netns(crash)
@@ -214,6 +214,12 @@ def test_sigint_chaos_then_clean(crash, cleaned):
     assert p.returncode == 130 and "Traceback" not in stderr, f"exit {p.returncode}: {stderr}"
     assert took < 10, f"Ctrl-C took {took:.1f} s to end halab chaos"
     json.loads((report / "journal.json").read_text())
+    # The interrupted run undid its fault: HAProxy runs on lb01 again.
+    st = _halab(crash, "status")
+    lb01 = next((ln for ln in st.stdout.splitlines() if ln.startswith("lb01")), "")
+    daemons = lb01.split("\t")[5] if lb01.count("\t") >= 5 else ""
+    assert "haproxy" in daemons and "stopped" not in daemons, (
+        f"HAProxy not back on lb01 after Ctrl-C:\n{st.stdout}")
     clean_and_check(crash, "Ctrl-C on halab chaos")
 
 

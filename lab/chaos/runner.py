@@ -225,32 +225,42 @@ def run_scenario(lab: Lab, scenario: Scenario, index: int = 0,
         _recover(lab, run, note)
         run.duration = round(time.monotonic() - started, 3)
         return run
-    with contextlib.ExitStack() as stack:
-        capture, run.wire_error = experiment.listen(lab, stack)
-        tl = stack.enter_context(lab.prober.continuous(interval, kinds=PROBE_KINDS,
-                                                       watch=observe.VipWatch(lab)))
-        t0 = time.monotonic()
-        time.sleep(LEAD_IN_S)
-        player = _Player(lab, scenario, run, tl, t0, note)
-        t_fault: float | None = None
-        for step in scenario.method:
-            if step.fault and t_fault is None:
-                t_fault = time.monotonic()
-            r = player.step(step, "method")
-            if not r.ok:
-                break
-        t_rb = time.monotonic()
-        run.t_rollback = player.rel(t_rb)
-        tl.mark("rollbacks")
-        for step in scenario.rollback_steps():
-            player.step(step, "rollback")
-        for w in run.windows:
-            w.end = w.end if w.end is not None else player.rel(time.monotonic())
-        try:
-            steady.wait(lab)
-        except HalabError as e:
-            run.problems.append(f"the rollbacks did not bring the lab back: {e}")
-        time.sleep(TAIL_S)
+    try:
+        with contextlib.ExitStack() as stack:
+            capture, run.wire_error = experiment.listen(lab, stack)
+            tl = stack.enter_context(lab.prober.continuous(interval, kinds=PROBE_KINDS,
+                                                           watch=observe.VipWatch(lab)))
+            t0 = time.monotonic()
+            time.sleep(LEAD_IN_S)
+            player = _Player(lab, scenario, run, tl, t0, note)
+            t_fault: float | None = None
+            for step in scenario.method:
+                if step.fault and t_fault is None:
+                    t_fault = time.monotonic()
+                r = player.step(step, "method")
+                if not r.ok:
+                    break
+            t_rb = time.monotonic()
+            run.t_rollback = player.rel(t_rb)
+            tl.mark("rollbacks")
+            for step in scenario.rollback_steps():
+                player.step(step, "rollback")
+            for w in run.windows:
+                w.end = w.end if w.end is not None else player.rel(time.monotonic())
+            try:
+                steady.wait(lab)
+            except HalabError as e:
+                run.problems.append(f"the rollbacks did not bring the lab back: {e}")
+            time.sleep(TAIL_S)
+    except KeyboardInterrupt:
+        # Ctrl-C: the run ends, but not with the lab broken (HAProxy dead, a node frozen,
+        # a link cut): what the scenario did is undone before the interrupt goes on. A
+        # second Ctrl-C stops the undoing too.
+        note("  interrupted: undoing the scenario's faults")
+        with contextlib.suppress(HalabError):
+            done = faults.restore(lab)
+            note(f"  restored: {', '.join(done) or 'nothing to undo'}")
+        raise
     t_end = time.monotonic()
     run.timeline = tl.to_dict(t0)
     skipped = [s for s in run.steps if s.skipped]
