@@ -23,10 +23,10 @@ SOURCES = [*sorted((ROOT / "lab").rglob("*.py")), *sorted((ROOT / "provision").r
            *sorted((ROOT / "tests").glob("*.py"))]
 # Calls that run a command: subprocess, lab.system.sh, os.execvp, Node/testinfra run().
 RUNNERS = {"run", "Popen", "sh", "execvp", "check_output", "run_expect", "_run"}
-# Shell words that are not commands of any package.
+# Shell words that are not commands of any package (`kill` too: the shell's own, by PID).
 SHELL = {"!", "[", "[[", ":", "cd", "do", "done", "echo", "elif", "else", "esac", "exec",
-         "exit", "export", "false", "fi", "for", "if", "in", "printf", "read", "set", "shift",
-         "test", "then", "true", "wait", "while", "{", "}", "("}
+         "exit", "export", "false", "fi", "for", "if", "in", "kill", "printf", "read", "set",
+         "shift", "test", "then", "true", "wait", "while", "{", "}", "("}
 KEYWORDS_BEFORE_COMMAND = {"do", "then", "else", "exec", "!", "if", "while", "elif"}
 # Wrappers whose argument after the options is itself a command.
 WRAPPERS = {"nsenter", "unshare", "setsid", "tini", "timeout"}
