@@ -47,6 +47,8 @@ class Figures:
     served_via: str | None = None  # the LB address that forwarded the last good probe
     moved_to: str | None = None
     moved_s: float | None = None  # fault -> first sample of ``moved_to`` alone holding
+    # fault -> the last sample that did not show it: the move came between the two
+    moved_after_s: float | None = None
     unknown: tuple[str, ...] = ()  # LB samples that could not be taken, after the fault
     coverage: tuple[str, ...] = ()  # holes in the observation itself
     errors: tuple[str, ...] = field(default=())  # failed probes' errors, first few
@@ -120,10 +122,11 @@ def measure(tl: Timeline, fault_at: float, *, kind: str = "api", until: float | 
         recovered = bool(good_after)
         outage = (good_after[0].t if good_after else end) - fault_at
     good = [r for r in recs if r.ok]
-    moved_s = None
+    moved_s = moved_after_s = None
     if to is not None:
-        at = tl.held_alone_from(to, fault_at)
-        moved_s = None if at is None or at > end else at - fault_at
+        window = tl.alone_window(to, fault_at)
+        if window is not None and window[1] <= end:
+            moved_after_s, moved_s = window[0] - fault_at, window[1] - fault_at
     unknown = tuple(f"{h.lb} at t={h.t - fault_at:+.2f} s: {h.why or 'could not be asked'}"
                     for h in tl.unknown_holdings(fault_at) if h.t <= end)
     errors = tuple(dict.fromkeys(r.error for r in bad))[:5]
@@ -137,6 +140,7 @@ def measure(tl: Timeline, fault_at: float, *, kind: str = "api", until: float | 
         bad_answers=sum(r.stage == "answer" for r in bad), excused=len(excused),
         first_failure=bad[0].t if bad else None, last_failure=bad[-1].t if bad else None,
         served_via=good[-1].via if good else None, moved_to=to, moved_s=moved_s,
+        moved_after_s=moved_after_s,
         unknown=unknown, coverage=tuple(_coverage(tl, kind, fault_at, end)), errors=errors)
 
 
@@ -229,8 +233,16 @@ def judge(fig: Figures, *, outage: Bound | None = None, move: Bound | None = Non
                 # slow the move may only have come later, so this is a timing verdict.
                 late.append(f"the VIP was never seen on {fig.moved_to} alone")
         elif move is not None and fig.moved_s > move.with_margin:
-            late.append(f"the VIP took {fig.moved_s:.2f} s to move to {fig.moved_to}, "
-                        f"beyond the bound {move}")
+            if fig.moved_after_s is not None and fig.moved_after_s <= move.with_margin:
+                # The bound lies between the last sample without the move and the first
+                # with it: the samples cannot say whether it was kept.
+                unknown.append(
+                    f"the VIP reached {fig.moved_to} alone between {fig.moved_after_s:.2f} "
+                    f"and {fig.moved_s:.2f} s after the fault: its LBs were sampled too far "
+                    f"apart to hold the move to the bound {move}")
+            else:
+                late.append(f"the VIP took {fig.moved_s:.2f} s to move to {fig.moved_to}, "
+                            f"beyond the bound {move}")
     for count, allowed, what in ((fig.refused, max_refused, "refused new connections"),
                                  (fig.cut, max_cut, "cut exchanges"),
                                  (fig.failed, max_failed, "failed probes")):

@@ -343,6 +343,24 @@ class Timeline:
                 return h.t
         return None
 
+    def alone_window(self, lb: str, after: float,
+                     stale: float | None = None) -> tuple[float, float] | None:
+        """(lo, at): ``at`` is ``held_alone_from``; the samples only say the VIP became
+        ``lb``'s alone after ``lo`` (``lb`` last seen without it, or another LB last seen
+        with it or unasked; never before ``after``). On the embedded lab the two are a
+        sample apart (50 ms); on an emulated VM, whose sampler starts a process per sample,
+        tenths of a second: a move between them is not known more closely than that."""
+        at = self.held_alone_from(lb, after, stale)
+        if at is None:
+            return None
+        lo = after
+        for h in self._sorted_holdings():
+            if h.t >= at:
+                break
+            if (h.holds is not True) if h.lb == lb else (h.holds is not False):
+                lo = max(lo, h.t)
+        return lo, at
+
     def sample_gap(self, lb: str) -> float:
         """How often ``lb`` was sampled (median gap): 50 ms on the embedded lab, several
         times that on an emulated VM, where each sample costs a process or two."""

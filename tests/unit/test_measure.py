@@ -127,6 +127,21 @@ def test_vip_move_is_timed_by_the_samples():
     assert measure.judge(f, move=timing.Bound(0.3, "x", margin=0.0)).passed
 
 
+def test_a_move_between_samples_that_straddle_the_bound_is_unknown():
+    # lb02 sampled every 0.3 s (an emulated VM's sampler): last seen without the VIP 0.15 s
+    # after the fault, first seen with it alone 0.45 s after. A bound of 0.3 s lies between:
+    # neither kept nor broken, as far as the samples tell.
+    tl = _tl("..............", holders={"lb01": "11000000000000"})
+    tl.holdings += [Holding(t, "lb02", t > 0.3) for t in (0.0, 0.25, 0.55)]
+    f = measure.measure(tl, 0.1, to="lb02")
+    assert f.moved_after_s == pytest.approx(0.15) and f.moved_s == pytest.approx(0.45)
+    v = measure.judge(f, move=timing.Bound(0.3, "x", margin=0.0))
+    assert v.status == "unknown" and "sampled too far apart" in str(v)
+    # Samples close enough to tell: the same move against a bound below both is late.
+    assert measure.judge(f, move=timing.Bound(0.1, "x", margin=0.0)).status == "failed"
+    assert measure.judge(f, move=timing.Bound(0.5, "x", margin=0.0)).passed
+
+
 def test_an_lb_that_cannot_be_asked_is_unknown_not_absent():
     # lb01 unknown from the fault on: "only lb02 holds the VIP" cannot be said.
     tl = _tl("..........", holders={"lb01": "11????????", "lb02": "0000011111"})
