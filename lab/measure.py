@@ -105,6 +105,16 @@ def in_gap(r: Record, gap: tuple[float, float] | None) -> bool:
             and r.t <= gap[1] and r.t + r.latency >= gap[0])
 
 
+def outage_since(recs: list[Record], t0: float, end: float) -> tuple[float, bool]:
+    """(outage, recovered) of probes in time order: from ``t0`` to the first good probe
+    after the last failure; to ``end`` when none came (not recovered). No failure: 0."""
+    bad = [r for r in recs if not r.ok]
+    if not bad:
+        return 0.0, True
+    good_after = [r for r in recs if r.ok and r.t > bad[-1].t]
+    return (good_after[0].t if good_after else end) - t0, bool(good_after)
+
+
 def measure(tl: Timeline, fault_at: float, *, kind: str = "api", until: float | None = None,
             to: str | None = None, excuse: tuple[float, float] | None = None) -> Figures:
     """The figures of the span from ``fault_at`` to ``until`` (default: the end of the
@@ -115,12 +125,7 @@ def measure(tl: Timeline, fault_at: float, *, kind: str = "api", until: float | 
         [r.t + r.latency for r in tl.of(kind)] or [fault_at]))
     recs: list[Record] = [r for r in tl.of(kind) if fault_at <= r.t < end]
     bad = [r for r in recs if not r.ok]
-    recovered = True
-    outage = 0.0
-    if bad:
-        good_after = [r for r in recs if r.ok and r.t > bad[-1].t]
-        recovered = bool(good_after)
-        outage = (good_after[0].t if good_after else end) - fault_at
+    outage, recovered = outage_since(recs, fault_at, end)
     good = [r for r in recs if r.ok]
     moved_s = moved_after_s = None
     if to is not None:

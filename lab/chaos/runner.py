@@ -279,7 +279,8 @@ def run_scenario(lab: Lab, scenario: Scenario, index: int = 0,
         if capture is not None else None
     run.cadence_s = round(kept.measured_s, 3) if kept is not None else None
     judge_outages(run, scenario, lab.topo, tl, t_fault, t_rb, t_end, player.rel, kept,
-                  _handover_gap(lab, capture, t_rb))
+                  _handover_gap(lab, capture, t_rb),
+                  None if t_fault is None else _handover_gap(lab, capture, t_fault))
     run.after = check_hypothesis(lab, scenario)
     run.problems += [f"steady state after: {c.label}: {c.detail}"
                      for c in run.after if not c.ok]
@@ -321,7 +322,8 @@ def _handover_gap(lab: Lab, capture: VrrpCapture | None,
 def judge_outages(run: Run, scenario: Scenario, topo: Topology, tl: Timeline,
                   t_fault: float | None, t_rb: float, t_end: float,
                   rel: Callable[[float], float], cadence: measure.Cadence | None = None,
-                  gap: tuple[float, float] | None = None) -> None:
+                  gap: tuple[float, float] | None = None,
+                  method_gap: tuple[float, float] | None = None) -> None:
     """The outage the client saw, by kind, held against the scenario's expectations
     through lab.measure: during the method, from the first fault to the first good probe
     after the last failure (or the failure windows added up, for a method whose outage
@@ -331,15 +333,20 @@ def judge_outages(run: Run, scenario: Scenario, topo: Topology, tl: Timeline,
     did not keep its own timers (``cadence``), a bound exceeded is inconclusive, not a
     failure; a client never served again fails whatever the timers. ``gap``: the
     rollbacks' preemption's handover gap, whose refused or cut probes are excused, as the
-    failover test's preemption excuses them."""
+    failover test's preemption excuses them; ``method_gap``: likewise for a preemption within
+    the method (HAProxy restarted on the MASTER: the VIP goes and comes back)."""
     if t_fault is None:
         return
     method = {kind: measure.measure(tl, t_fault, kind=kind, until=t_rb) for kind in PROBE_KINDS}
     back = {kind: measure.measure(tl, t_rb, kind=kind, until=t_end, excuse=gap)
             for kind in PROBE_KINDS}
     for kind in PROBE_KINDS:
-        run.outages[kind] = round(method[kind].outage_s, 3)
-        during = [r for r in tl.of(kind) if t_fault <= r.t < t_rb]
+        # A preemption within the method (HAProxy restarted: the VIP goes to the backup and
+        # comes back) has its handover gap excused as the rollback's is: a probe in flight
+        # as the VIP changes hands is not the fault's outage.
+        during = [r for r in tl.of(kind)
+                  if t_fault <= r.t < t_rb and not measure.in_gap(r, method_gap)]
+        run.outages[kind] = round(measure.outage_since(during, t_fault, t_rb)[0], 3)
         run.outages[f"{kind} (windows)"] = round(
             sum(o.seconds for o in compute_outages(during)), 3)
         after = [r for r in tl.of(kind) if t_rb <= r.t < t_end and not measure.in_gap(r, gap)]

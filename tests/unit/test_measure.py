@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import measure, observe, timing
+from lab import measure, observe, timing, topology
 from lab.chaos import runner, scenario
 from lab.errors import TransportError
 from lab.probes import Holding, Prober, Record, Timeline
@@ -320,6 +320,32 @@ def test_chaos_method_with_recovery_passes_its_outage(default_topo):
     run = runner.Run(1, sc.name, sc.title)
     runner.judge_outages(run, sc, default_topo, tl, 0.2, 5.0, tl.ended, lambda t: t)
     assert run.problems == [] and run.expected[0]["ok"]
+
+
+def test_chaos_method_excuses_its_own_preemptions_handover_gap():
+    """haproxy-restart on the fast profile, as a chaos run recorded it: two probes lost
+    as the VIP went to lb02 (0.1 s, within the crash bound), then one cut in flight 0.45 s
+    after the fault, as lb01 preempted it back. That one is the preemption's handover gap,
+    excused as the rollback's and the failover test's are, not the crash's outage."""
+    topo = topology.load(Path(__file__).parents[2] / "lab.yaml", profile="fast")
+    sc = scenario.load_all(names=["haproxy-restart"])[0]
+    tl = _tl("." * 20 + "xx" + "." * 7 + "x" + "." * 20)
+    t_fault, t_rb = 1.0, 2.2
+    gap = (1.446, 1.46)  # lb01's first advert as MASTER again, then its gratuitous ARP
+    run = runner.Run(1, sc.name, sc.title)
+    runner.judge_outages(run, sc, topo, tl, t_fault, t_rb, tl.ended, lambda t: t,
+                         method_gap=gap)
+    assert run.outages["api"] == pytest.approx(0.1) and run.problems == [], run.problems
+    # Without the gap (no preemption seen on the wire) the cut probe ends the outage.
+    run = runner.Run(1, sc.name, sc.title)
+    runner.judge_outages(run, sc, topo, tl, t_fault, t_rb, tl.ended, lambda t: t)
+    assert run.outages["api"] == pytest.approx(0.5)
+    assert any("exceeds the bound" in p for p in run.problems), run.problems
+    # A failure outside the gap is never excused.
+    run = runner.Run(1, sc.name, sc.title)
+    runner.judge_outages(run, sc, topo, tl, t_fault, t_rb, tl.ended, lambda t: t,
+                         method_gap=(1.2, 1.3))
+    assert any("exceeds the bound" in p for p in run.problems), run.problems
 
 
 def test_skipped_step_with_a_failed_rollback_is_a_failure():
