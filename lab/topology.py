@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lab import inputs, profiles
 from lab.errors import LabFileError
@@ -64,6 +72,19 @@ BoxName = Annotated[str, Field(max_length=100),
                     inputs.matching(inputs.BOX, "a vagrant box name (NAME or OWNER/NAME)")]
 
 
+def _written_as_text(v: object) -> object:
+    # YAML reads `vip: true` as a bool and `vip: 3` as an int, both of which ipaddress takes
+    # as a number (0.0.0.1, 0.0.0.3): the error would then name an address nobody wrote.
+    if isinstance(v, bool | int):
+        raise ValueError(f"write it as text (an address such as 192.168.0.203, a subnet such "
+                         f"as 192.168.0.0/24), not {v!r}")
+    return v
+
+
+Address = Annotated[ipaddress.IPv4Address, BeforeValidator(_written_as_text)]
+Subnet = Annotated[ipaddress.IPv4Network, BeforeValidator(_written_as_text)]
+
+
 class Role(StrEnum):
     LOADBALANCER = "loadbalancer"
     CONTROL_PLANE = "control-plane"
@@ -76,7 +97,7 @@ class _Strict(BaseModel):
 
 
 class Network(_Strict):
-    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.0.0/24")
+    subnet: Subnet = ipaddress.IPv4Network("192.168.0.0/24")
     # Same name on every provider, so that the rendered configs are identical on all of them.
     interface: Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")] = "eth1"
 
@@ -123,7 +144,7 @@ class VmResources(_Strict):
 class Node(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
     roles: Annotated[list[Role], Field(min_length=1)]
-    address: ipaddress.IPv4Address
+    address: Address
     vrrp: Vrrp | None = None
     vm: VmResources = VmResources()
 
@@ -273,9 +294,9 @@ class Kubernetes(_Strict):
 
     control_plane: Literal["standin", "kubeadm"] = "standin"
     version: Annotated[str, Field(pattern=r"^1\.[0-9]+\.[0-9]+$")] = "1.30.6"
-    pod_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
+    pod_subnet: Subnet = ipaddress.IPv4Network("10.244.0.0/16")
     # kube-apiserver refuses a service range wider than /12 (20 bits of addresses).
-    service_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+    service_subnet: Subnet = ipaddress.IPv4Network("10.96.0.0/12")
 
     @field_validator("service_subnet")
     @classmethod
@@ -318,7 +339,7 @@ class Topology(_Strict):
     kubernetes: Kubernetes = Kubernetes()
     vagrant: Vagrant = Vagrant()
     network: Network = Network()
-    vip: ipaddress.IPv4Address
+    vip: Address
     nodes: Annotated[list[Node], Field(min_length=1, max_length=MAX_NODES)]
     keepalived: Keepalived = Keepalived()
     haproxy: Haproxy = Haproxy()

@@ -74,6 +74,10 @@ LAB_FILE_ROWS: list[tuple[str, str | bytes, str]] = [
     ("integer-too-long", "vip: " + "9" * 5000 + "\n", "cannot be read"),
     # -- wrong types, unknown keys, out of range
     ("wrong-type-vip", _set("vip", [1, 2]), "not an IPv4 address"),
+    # YAML reads these as a bool and an int, which ipaddress would take as 0.0.0.1, 0.0.0.7
+    ("vip-a-bool", _set("vip", True), "write it as text"),
+    ("subnet-a-number", _set("network.subnet", 7), "write it as text"),
+    ("address-a-number", _set("nodes.0.address", 3232235621), "write it as text"),
     ("wrong-type-priority", _set("nodes.0.vrrp.priority", "high"), "priority"),
     ("wrong-type-nodes", _set("nodes", "lb01"), "nodes"),
     ("unknown-key", _set("keepalived.advert_intt", 1), "unknown key `advert_intt`"),
