@@ -6,10 +6,12 @@ paragraph and exit non-zero, with no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +40,29 @@ ProviderOpt = Annotated[str | None, typer.Option(
 
 def _open(file: Path, provider: str | None = None) -> Lab:
     return Lab.open(file, provider)
+
+
+@contextlib.contextmanager
+def _running(file: Path) -> Iterator[Lab]:
+    """The lab of ``file``, which must be up; its prober and connections closed after."""
+    lab = _open(file)
+    lab.require_up()
+    try:
+        yield lab
+    finally:
+        lab.prober.close()
+        lab.close()
+
+
+def _scenario_names(options: list[str] | None) -> list[str]:
+    """-s values, repeated or comma-separated."""
+    return [n for item in options or [] for n in item.split(",") if n.strip()]
+
+
+def _seed(seed: int | None) -> int:
+    import random
+
+    return random.SystemRandom().randrange(1, 10**6) if seed is None else seed
 
 
 @app.command()
@@ -336,24 +361,20 @@ def watch(file: LabFile = Path("lab.yaml"),
     from lab import screen
     from lab import watch as lab_watch
 
-    lab = _open(file)
-    lab.require_up()
     tty = _tty()
     word = "unknown"
-    try:
-        with lab_watch.Watch(lab, interval, poll, window,
-                             columns=screen.strip_columns(out.width) if tty else 60) as w:
-            if once:
-                word = screen.once(w, out if tty else None, show_graph)
-            elif tty:
-                screen.live(w, out, duration, show_graph)
-            else:
-                screen.lines(w, sys.stdout, duration)
-    except KeyboardInterrupt:
-        pass  # the way a watch ends
-    finally:
-        lab.prober.close()
-        lab.close()
+    with _running(file) as lab:
+        try:
+            with lab_watch.Watch(lab, interval, poll, window,
+                                 columns=screen.strip_columns(out.width) if tty else 60) as w:
+                if once:
+                    word = screen.once(w, out if tty else None, show_graph)
+                elif tty:
+                    screen.live(w, out, duration, show_graph)
+                else:
+                    screen.lines(w, sys.stdout, duration)
+        except KeyboardInterrupt:
+            pass  # the way a watch ends
     if once and word != "steady":
         raise typer.Exit(1)
 
@@ -473,22 +494,13 @@ def chaos(iterations: Annotated[int, typer.Option(help="scenarios to run")] = 5,
                                                "report.html")] = Path("chaos-report"),
           file: LabFile = Path("lab.yaml")) -> None:
     """A seeded random sequence of scenarios; exit 1 when any hypothesis failed."""
-    import random
-
     from lab.chaos import runner, scenario
 
-    names = [n for item in scenarios or [] for n in item.split(",") if n.strip()]
-    chosen = scenario.load_all(names=names or None)
-    if seed is None:
-        seed = random.SystemRandom().randrange(1, 10**6)
-    lab = _open(file)
-    lab.require_up()
-    try:
+    chosen = scenario.load_all(names=_scenario_names(scenarios) or None)
+    seed = _seed(seed)
+    with _running(file) as lab:
         data = runner.chaos(lab, chosen, iterations, seed, report,
                             note=lambda m: out.print(m, highlight=False))
-    finally:
-        lab.prober.close()
-        lab.close()
     s = data.get("summary", {})
     out.print(f"chaos seed {seed}: {s.get('passed', 0)} passed, {s.get('failed', 0)} failed, "
               f"{s.get('skipped', 0)} skipped, {s.get('inconclusive', 0)} inconclusive; "
@@ -583,23 +595,15 @@ def soak(minutes: Annotated[float, typer.Option(help="how long: failovers until 
          file: LabFile = Path("lab.yaml")) -> None:
     """Random failovers under probes for --minutes; then checks that the journal lost no
     record and that the harness's memory and open files stayed flat; exit 1 if not."""
-    import random
-
     from lab import soak as lab_soak
     from lab.chaos import scenario
 
-    names = [n for item in scenarios or [] for n in item.split(",") if n.strip()]
-    chosen = scenario.load_all(names=names or list(lab_soak.DEFAULT_SCENARIOS))
-    if seed is None:
-        seed = random.SystemRandom().randrange(1, 10**6)
-    lab = _open(file)
-    lab.require_up()
-    try:
+    chosen = scenario.load_all(names=_scenario_names(scenarios)
+                               or list(lab_soak.DEFAULT_SCENARIOS))
+    seed = _seed(seed)
+    with _running(file) as lab:
         data, verdict = lab_soak.soak(lab, chosen, minutes, seed, report,
                                       note=lambda m: out.print(m, highlight=False))
-    finally:
-        lab.prober.close()
-        lab.close()
     s = data.get("summary", {})
     # Whole lines, also in a pipe: they are the soak's record, and scripts grep them.
     out.print(f"soak seed {seed}: {len(data.get('runs', []))} failovers, "
